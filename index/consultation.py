@@ -1,0 +1,97 @@
+"""The one record simqa reads, stores and returns: a consultation."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class PanelLink:
+    """One Similar Q&A entry of a page: the title shown and the consultation it resolves to."""
+
+    title: str
+    id: str
+
+
+@dataclass(frozen=True)
+class FaqTopic:
+    """One Related FAQ entry: a topic and its department."""
+
+    topic: str
+    department: str
+
+
+@dataclass
+class Consultation:
+    """A patient's question, a doctor's reply and the notes around them.
+
+    `excerpt` is True when question and reply are the truncated texts of a Similar Q&A entry,
+    not a full page. `source` says where it was read (file, and line for JSONL).
+    """
+
+    id: str
+    question: str
+    title: str = ""
+    question_title: str = ""
+    asker: str = ""
+    ask_date: str = ""
+    doctor: str = ""
+    department: str = ""
+    reply: str = ""
+    reply_date: str = ""
+    more_info: str = ""
+    url: str = ""
+    source: str = ""
+    excerpt: bool = False
+    panel: list[PanelLink] = field(default_factory=list)
+    related_faq: list[FaqTopic] = field(default_factory=list)
+
+    def question_text(self) -> str:
+        """Title, question title and question: what is embedded and matched as 'the question'."""
+        return "\n".join(p for p in (self.title, self.question_title, self.question) if p)
+
+    def reply_text(self) -> str:
+        """Reply and more info: what is embedded and matched as 'the reply'."""
+        return "\n".join(p for p in (self.reply, self.more_info) if p)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (the document store and the JSON output use it)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Consultation":
+        """Inverse of to_dict; trusts its input (it comes from our own store)."""
+        data = dict(data)
+        data["panel"] = [PanelLink(**p) for p in data.get("panel", [])]
+        data["related_faq"] = [FaqTopic(**f) for f in data.get("related_faq", [])]
+        return cls(**data)
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_space(text: str) -> str:
+    """Collapse runs of white space to one space: line breaks differ between page variants."""
+    return _SPACE.sub(" ", text).strip()
+
+
+MAX_ID_LENGTH = 256
+
+
+def check_id(value: str) -> str | None:
+    """Why an id is unusable (empty, too long, control characters), or None if it is fine."""
+    if not value.strip():
+        return "empty id"
+    if len(value) > MAX_ID_LENGTH:
+        return f"id longer than {MAX_ID_LENGTH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "id contains control characters"
+    return None
+
+
+def content_id(prefix: str, *parts: str) -> str:
+    """A stable id from content, for records that carry none (panel excerpts)."""
+    key = "\x00".join(normalize_space(p).lower() for p in parts)
+    return prefix + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]

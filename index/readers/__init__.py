@@ -1,0 +1,107 @@
+"""Read consultations from files and directories, dispatching on the file extension.
+
+Pages (`.txt`) and JSONL (`.jsonl`, `.ndjson`) are read here; benchmark datasets have their own
+loaders in `benchmarks/`. Every error is a ParseError naming file, line and field. With
+`skip_bad` the reader goes on and returns what it skipped instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from index.consultation import Consultation
+from index.errors import ParseError
+from index.excerpts import merge_excerpts
+from index.readers.jsonl import read_jsonl
+from index.readers.page import read_page
+
+PAGE_SUFFIXES = {".txt"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+
+
+@dataclass
+class ReadResult:
+    """What a read produced: the consultations, the errors skipped, the files passed over."""
+
+    consultations: list[Consultation]
+    skipped: list[ParseError] = field(default_factory=list)
+    ignored_files: list[str] = field(default_factory=list)
+
+
+def read_sources(paths: Iterable[str | Path], skip_bad: bool = False, progress: bool = False) -> ReadResult:
+    """Read every source (file or directory), merge panel excerpts, and check ids are unique."""
+    result = ReadResult([])
+
+    def on_error(error: ParseError) -> None:
+        if not skip_bad:
+            raise error
+        result.skipped.append(error)
+
+    files = _files(paths, result, on_error)
+    read: list[Consultation] = []
+    for path in tqdm(files, desc="reading", unit="file", disable=not progress):
+        try:
+            text = read_text(path)
+            if path.suffix.lower() in JSONL_SUFFIXES:
+                read.extend(read_jsonl(path, text, on_error))
+            else:
+                page, excerpts = read_page(path, text)
+                read.append(page)
+                read.extend(excerpts)
+        except ParseError as error:
+            on_error(error)
+    result.consultations = _unique(merge_excerpts(read), on_error)
+    return result
+
+
+def read_text(path: Path) -> str:
+    """The file's text; binary or non-UTF-8 content is a ParseError naming the line."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ParseError(str(path), 0, "file", f"cannot read: {error.strerror}") from None
+    if b"\x00" in data:
+        raise ParseError(str(path), data[: data.index(b"\x00")].count(b"\n") + 1, "file", "binary file (NUL byte)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ParseError(str(path), line, "text", f"not UTF-8 (byte 0x{data[error.start]:02x})") from None
+
+
+def _files(paths: Iterable[str | Path], result: ReadResult, on_error) -> list[Path]:
+    """Expand directories (recursively, sorted); files of other extensions in them are passed over."""
+    known = PAGE_SUFFIXES | JSONL_SUFFIXES
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                (files if child.suffix.lower() in known else result.ignored_files).append(child)
+        elif path.is_file():
+            if path.suffix.lower() in known:
+                files.append(path)
+            else:
+                on_error(ParseError(str(path), 0, "file", f"unknown extension (expected one of {', '.join(sorted(known))})"))
+        else:
+            on_error(ParseError(str(path), 0, "file", "no such file or directory"))
+    return files
+
+
+def _unique(consultations: list[Consultation], on_error) -> list[Consultation]:
+    """Refuse a second consultation with an id already read (the first one is kept)."""
+    seen: dict[str, Consultation] = {}
+    out: list[Consultation] = []
+    for c in consultations:
+        first = seen.get(c.id)
+        if first is None:
+            seen[c.id] = c
+            out.append(c)
+            continue
+        # source already reads "file" or "file:line"
+        on_error(ParseError(c.source, 0, "id", f"duplicate id '{c.id}' (first read from {first.source})"))
+    return out
