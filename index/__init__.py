@@ -1,0 +1,19 @@
+"""simqa's indexer: read consultations, build an index directory (see build.build_index)."""
+
+from index.build import BuildConfig, build_index
+from index.consultation import Consultation, FaqTopic, PanelLink
+from index.errors import IndexFormatError, ParseError, SimqaError
+from index.readers import ReadResult, read_sources
+
+__all__ = [
+    "BuildConfig",
+    "Consultation",
+    "FaqTopic",
+    "IndexFormatError",
+    "PanelLink",
+    "ParseError",
+    "ReadResult",
+    "SimqaError",
+    "build_index",
+    "read_sources",
+]

@@ -1,0 +1,151 @@
+"""Build an index directory from consultations: store, BM25, embeddings, FAISS, manifest.
+
+The whole directory is written to a temporary sibling and swapped in only when complete, so a
+failed or interrupted build leaves the existing index as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index import layout, vectors
+from index.bm25 import B, K1, METHOD, FieldBM25
+from index.consultation import Consultation
+from index.embed import BATCH_SIZE, Encoder
+from index.errors import SimqaError
+from index.manifest import MANIFEST, Manifest
+from index.passages import MAX_PASSAGES, PASSAGE_WORDS, passages
+from index.store import write_store
+from index.text import TOKENIZER, tokenize
+
+
+@dataclass
+class BuildConfig:
+    """Build options; the defaults are what `simqa index` uses."""
+
+    model: str | None = None
+    vector_index: str = "auto"
+    passage_words: int = PASSAGE_WORDS
+    max_passages: int = MAX_PASSAGES
+    batch_size: int = BATCH_SIZE
+    progress: bool = True
+
+
+def build_index(
+    consultations: list[Consultation],
+    directory: str | Path,
+    config: BuildConfig | None = None,
+    encoder: Encoder | None = None,
+) -> Manifest:
+    """Write a complete index of the consultations to `directory`, replacing any index there.
+
+    Pass an already loaded `encoder` to reuse it; otherwise config.model is loaded.
+    """
+    config = config or BuildConfig()
+    target = Path(directory)
+    _check_replaceable(target)
+    if not consultations:
+        raise SimqaError("no consultations to index")
+    started = time.time()
+    encoder = encoder or Encoder(config.model, config.batch_size, config.progress)
+    work = target.parent / f".{target.name}.building-{uuid.uuid4().hex[:8]}"
+    work.mkdir(parents=True)
+    try:
+        manifest = _write(consultations, work, config, encoder)
+        manifest.parameters["build_seconds"] = round(time.time() - started, 3)
+        manifest.write(work)
+        _swap_in(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder) -> Manifest:
+    say = _stage_printer(config.progress)
+    say(f"storing {len(consultations)} consultations")
+    write_store(work / layout.STORE, consultations)
+
+    say("indexing BM25 (title + question, reply + more info)")
+    bm25_question = FieldBM25.build([tokenize(c.question_text()) for c in consultations], config.progress)
+    bm25_reply = FieldBM25.build([tokenize(c.reply_text()) for c in consultations], config.progress)
+    bm25_question.save(work / layout.BM25_QUESTION)
+    bm25_reply.save(work / layout.BM25_REPLY)
+
+    say("embedding questions")
+    question_vectors = encoder.embed([c.question_text() for c in consultations])
+    say("embedding reply passages")
+    reply_passages = [passages(c.reply_text(), config.passage_words, config.max_passages) for c in consultations]
+    offsets = np.zeros(len(consultations) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in reply_passages], out=offsets[1:])
+    reply_vectors = encoder.embed([p for ps in reply_passages for p in ps])
+
+    say("building vector indexes")
+    kinds = {}
+    for name, vecs, npy, faiss_file in (
+        ("question", question_vectors, layout.QUESTION_VECTORS, layout.QUESTION_FAISS),
+        ("reply", reply_vectors, layout.REPLY_VECTORS, layout.REPLY_FAISS),
+    ):
+        kind = vectors.choose_kind(len(vecs), config.vector_index)
+        np.save(work / npy, vecs, allow_pickle=False)
+        vectors.save(vectors.build(vecs, kind), work / faiss_file)
+        kinds[name] = vectors.parameters(kind)
+    np.save(work / layout.REPLY_OFFSETS, offsets, allow_pickle=False)
+
+    return Manifest(
+        model=encoder.name,
+        model_fingerprint=encoder.fingerprint,
+        dimension=encoder.dimension,
+        counts={
+            "consultations": len(consultations),
+            "excerpts": sum(c.excerpt for c in consultations),
+            "reply_passages": int(offsets[-1]),
+            "vocabulary_question": bm25_question.vocabulary_size,
+            "vocabulary_reply": bm25_reply.vocabulary_size,
+        },
+        parameters={
+            "tokenizer": TOKENIZER,
+            "bm25": {"k1": K1, "b": B, "method": METHOD},
+            "passage_words": config.passage_words,
+            "max_passages": config.max_passages,
+            "vector_index": kinds,
+        },
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse to overwrite a directory that is not a simqa index (and not empty)."""
+    if target.exists() and not (target / MANIFEST).is_file() and (not target.is_dir() or any(target.iterdir())):
+        raise SimqaError(f"{target} exists and is not a simqa index; refusing to replace it")
+
+
+def _swap_in(work: Path, target: Path) -> None:
+    """Move the finished build into place; the old index is removed only after the move."""
+    for path in (work, *work.rglob("*")):
+        if path.is_file():
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+        work.rename(target)
+        shutil.rmtree(old)
+    else:
+        work.rename(target)
+
+
+def _stage_printer(enabled: bool):
+    def say(message: str) -> None:
+        if enabled:
+            print(f"simqa: {message}", file=sys.stderr, flush=True)
+
+    return say

