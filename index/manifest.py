@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from index.errors import IndexFormatError
+from index.text import TOKENIZER
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -56,9 +57,13 @@ class Manifest:
                 f"{path}: index format version {version!r}, this simqa reads version {FORMAT_VERSION}; rebuild the index"
             )
         try:
-            return cls(**data)
+            manifest = cls(**data)
         except TypeError as error:
             raise IndexFormatError(f"{path}: manifest fields do not match format {FORMAT_VERSION} ({error})") from None
+        tokenizer = manifest.parameters.get("tokenizer")
+        if tokenizer != TOKENIZER:
+            raise IndexFormatError(f"{path}: index tokenized as {tokenizer!r}, this simqa tokenizes as {TOKENIZER!r}; rebuild the index")
+        return manifest
 
     def check_model(self, model: str, fingerprint: str) -> None:
         """Refuse a model other than the one the index was built with."""

@@ -1,6 +1,6 @@
 """The tokenizer shared by index build and queries.
 
-Lower-cased word tokens, English stop words dropped (bm25s's list), Snowball-stemmed (PyStemmer),
+Lower-cased word tokens, English stop words dropped (bm25s's 179-word list), Snowball-stemmed (PyStemmer),
 so that "twitching" matches "twitches". Build and query call the same function; the manifest
 records TOKENIZER so an index built with another tokenizer is refused.
 """
@@ -11,11 +11,11 @@ import re
 import threading
 
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-TOKENIZER = "word-lower/stop-en/snowball-english"
+TOKENIZER = "word-lower/stop-en-plus/snowball-english"
 _WORD = re.compile(r"\w+")
-_STOPWORDS = frozenset(STOPWORDS_EN)
+_STOPWORDS = frozenset(STOPWORDS_EN_PLUS)
 _local = threading.local()  # PyStemmer objects are not thread-safe: one per thread
 
 

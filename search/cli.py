@@ -1,0 +1,132 @@
+"""The `simqa` command: index, search, similar, list.
+
+argparse (standard library) rather than click or typer: subcommands, typed options and help are
+all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
+and exit code 1; usage errors exit 2 (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from index import BuildConfig, SimqaError, build_index, read_sources
+from search.fusion import MODES
+from search.panel import render_panel
+from search.searcher import Hit, Searcher
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SimqaError as error:
+        print(f"simqa: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simqa", description="Similar Q&A search over medical consultations.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="build an index directory from pages, JSONL files or directories")
+    index.add_argument("sources", nargs="+", metavar="SOURCE")
+    _index_option(index)
+    index.add_argument("--model", help="sentence-transformers model directory (default: bundled all-MiniLM-L6-v2)")
+    index.add_argument("--vector-index", choices=("auto", "flat", "hnsw"), default="auto",
+                       help="FAISS index kind (auto: exact below 250,000 vectors, HNSW above)")
+    index.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, index the rest")
+    index.add_argument("--quiet", action="store_true", help="no progress output")
+    index.set_defaults(run=_index)
+
+    search = commands.add_parser("search", help="consultations relevant to a free-text question")
+    search.add_argument("text")
+    _index_option(search)
+    _k_option(search, 10)
+    search.add_argument("--mode", choices=tuple(MODES), default="hybrid")
+    search.add_argument("--department", help="only consultations of this department")
+    _format_option(search)
+    search.set_defaults(run=_search)
+
+    similar = commands.add_parser("similar", help="the Similar Q&A panel of a stored consultation")
+    similar.add_argument("id")
+    _index_option(similar)
+    _k_option(similar, 4)
+    similar.add_argument("--department", help="only consultations of this department")
+    _format_option(similar)
+    similar.set_defaults(run=_similar)
+
+    listing = commands.add_parser("list", help="ids and titles of the indexed consultations")
+    _index_option(listing)
+    listing.set_defaults(run=_list)
+    return parser
+
+
+def _index_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, metavar="DIR", help="index directory")
+
+
+def _k_option(parser: argparse.ArgumentParser, default: int) -> None:
+    def positive(value: str) -> int:
+        k = int(value)
+        if k < 1:
+            raise argparse.ArgumentTypeError("k must be at least 1")
+        return k
+
+    parser.add_argument("-k", type=positive, default=default, help=f"number of results (default {default})")
+
+
+def _format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _index(args: argparse.Namespace) -> int:
+    progress = not args.quiet
+    result = read_sources(args.sources, skip_bad=args.skip_bad, progress=progress)
+    for error in result.skipped:
+        print(f"simqa: skipped: {error}", file=sys.stderr)
+    if result.skipped:
+        print(f"simqa: skipped {len(result.skipped)} bad input(s)", file=sys.stderr)
+    if result.ignored_files and progress:
+        print(f"simqa: passed over {len(result.ignored_files)} file(s) of other types", file=sys.stderr)
+    config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress)
+    manifest = build_index(result.consultations, args.index, config)
+    counts = manifest.counts
+    print(f"indexed {counts['consultations']} consultations ({counts['excerpts']} panel excerpts, "
+          f"{counts['reply_passages']} reply passages) into {args.index}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    hits = Searcher.open(args.index).search(args.text, k=args.k, mode=args.mode, department=args.department)
+    _print_hits(hits, args.format)
+    return 0
+
+
+def _similar(args: argparse.Namespace) -> int:
+    hits = Searcher.open(args.index).similar(args.id, k=args.k, department=args.department)
+    _print_hits(hits, args.format)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    for consultation_id, title in Searcher.open(args.index).titles():
+        print(f"{consultation_id}\t{title}")
+    return 0
+
+
+def _print_hits(hits: list[Hit], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
+    elif hits:
+        print("Similar Q&A\n")
+        print(render_panel(hits))
+    else:
+        print("no matching consultations")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

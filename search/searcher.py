@@ -1,0 +1,244 @@
+"""Searcher: open an index directory once, answer free-text and similar-consultation queries.
+
+A query gathers candidates from each active signal (BM25 over both fields, dense question,
+dense reply passages), scores every candidate on every active signal exactly, fuses the signals
+(search/fusion.py) and returns the top k as hits with snippets. Hits carry global ids and the
+fused score, so results of several index shards can be merged by score.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index import layout, vectors
+from index.bm25 import FieldBM25
+from index.consultation import Consultation
+from index.embed import Encoder, model_fingerprint, resolve_model
+from index.errors import IndexFormatError, SimqaError
+from index.manifest import Manifest
+from index.store import DocumentStore
+from index.text import tokenize
+from search.fusion import MODES, Fusion, fuse
+from search.snippets import excerpt, matched_terms
+
+# Two consultations whose question vectors are this close are the same question (reposts,
+# a page and its excerpt): similar() leaves them out.
+DUPLICATE_COSINE = 0.98
+
+
+@dataclass
+class Hit:
+    """One result: the consultation's id and panel fields, its fused score and each signal's."""
+
+    id: str
+    rank: int
+    score: float
+    scores: dict[str, float | None]
+    title: str
+    doctor: str
+    department: str
+    question_excerpt: str
+    reply_excerpt: str
+    matched_terms: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Searcher:
+    """The query side of one index directory. Thread-safe; load once per process."""
+
+    def __init__(self, directory: Path, manifest: Manifest, model: str | None) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self._model = model
+        self._encoder: Encoder | None = None
+        self._lock = threading.Lock()
+        self.store = DocumentStore(directory / layout.STORE)
+        n = len(self.store)
+        self.bm25_question = FieldBM25.load(directory / layout.BM25_QUESTION, n)
+        self.bm25_reply = FieldBM25.load(directory / layout.BM25_REPLY, n)
+        self.question_vectors = np.load(directory / layout.QUESTION_VECTORS, mmap_mode="r")
+        self.reply_vectors = np.load(directory / layout.REPLY_VECTORS, mmap_mode="r")
+        self.reply_offsets = np.load(directory / layout.REPLY_OFFSETS)
+        self.question_index = vectors.load(directory / layout.QUESTION_FAISS)
+        self.reply_index = vectors.load(directory / layout.REPLY_FAISS)
+        self.departments = np.array([d.lower() for d in self.store.departments])
+        if not (len(self.question_vectors) == n == len(self.reply_offsets) - 1 == self.question_index.ntotal):
+            raise IndexFormatError(f"{directory}: store, vectors and indexes disagree on the number of consultations")
+
+    @classmethod
+    def open(cls, directory: str | Path, model: str | None = None) -> "Searcher":
+        """Open an index; `model` (name or path) must be the model it was built with.
+
+        Without `model`, the model recorded in the manifest is used (loaded on the first query
+        that needs it). Raises IndexFormatError for a missing, damaged or mismatched index.
+        """
+        directory = Path(directory)
+        manifest = Manifest.read(directory)
+        for name, entry in manifest.files.items():
+            path = directory / name
+            if not path.is_file() or path.stat().st_size != entry["bytes"]:
+                raise IndexFormatError(f"{path}: missing or not the size the manifest records; rebuild the index")
+        name, path = resolve_model(model if model is not None else manifest.model)
+        manifest.check_model(name, model_fingerprint(path))
+        return cls(directory, manifest, name)
+
+    # -- public queries -------------------------------------------------------------------
+
+    def search(
+        self, text: str, k: int = 10, mode: str = "hybrid", department: str | None = None, fusion: Fusion | None = None
+    ) -> list[Hit]:
+        """The k consultations most relevant to a free-text question."""
+        if not text.strip():
+            raise SimqaError("empty query")
+        fusion = fusion or _mode(mode)
+        active = fusion.active
+        tokens = tokenize(text) if "bm25" in active else []
+        vector = self.embed(text) if {"dense_question", "dense_reply"} & set(active) else None
+        rows, fused, scores = self._rank(tokens, vector, vector, k, fusion, self._allowed(department), exclude=None)
+        return self._hits(rows, fused, scores, query=text)
+
+    def similar(self, consultation_id: str, k: int = 4, department: str | None = None, fusion: Fusion | None = None) -> list[Hit]:
+        """The Similar Q&A panel of a stored consultation, from its stored vectors (no embedding).
+
+        The consultation itself and its duplicates (same question) are left out.
+        """
+        row = self._row(consultation_id)
+        source = self.store.get([row])[0]
+        fusion = fusion or MODES["hybrid"]
+        question_vector = np.asarray(self.question_vectors[row])
+        start, end = self.reply_offsets[row], self.reply_offsets[row + 1]
+        reply_vector = _unit(np.asarray(self.reply_vectors[start:end]).mean(axis=0)) if end > start else question_vector
+        exclude = {"row": row, "vector": question_vector}
+        rows, fused, scores = self._rank(
+            tokenize(source.question_text()), question_vector, reply_vector, k, fusion, self._allowed(department), exclude
+        )
+        return self._hits(rows, fused, scores, query=None)
+
+    def get(self, consultation_id: str) -> Consultation:
+        """The stored consultation with this id."""
+        return self.store.get([self._row(consultation_id)])[0]
+
+    def ids(self) -> list[str]:
+        return list(self.store.ids)
+
+    def titles(self) -> list[tuple[str, str]]:
+        """(id, title) of every consultation, in index order."""
+        return [(c.id, c.title) for c in self.store.get(list(range(len(self.store))))]
+
+    def embed(self, text: str) -> np.ndarray:
+        """The query's unit vector (the model is loaded on first use, once)."""
+        with self._lock:
+            if self._encoder is None:
+                encoder = Encoder(self._model)
+                self.manifest.check_dimension(encoder.dimension)
+                self._encoder = encoder
+        return self._encoder.embed([text])[0]
+
+    # -- ranking ----------------------------------------------------------------------------
+
+    def _rank(
+        self,
+        tokens: list[str],
+        question_vector: np.ndarray | None,
+        reply_vector: np.ndarray | None,
+        k: int,
+        fusion: Fusion,
+        allowed: np.ndarray | None,
+        exclude: dict | None,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Top-k rows, their fused scores and each signal's scores."""
+        active = fusion.active
+        depth = max(fusion.depth, k) + (1 if exclude else 0)
+        found: list[np.ndarray] = []
+        bm25 = None
+        if "bm25" in active:
+            bm25 = self.bm25_question.scores(tokens) + self.bm25_reply.scores(tokens)
+            if allowed is not None:
+                bm25[~allowed] = 0.0
+            top = np.argpartition(-bm25, min(depth, len(bm25) - 1))[:depth]
+            found.append(top[bm25[top] > 0])
+        if "dense_question" in active:
+            found.append(vectors.search(self.question_index, question_vector, depth, allowed)[1])
+        if "dense_reply" in active:
+            passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
+            passages = vectors.search(self.reply_index, reply_vector, depth * 3, passage_allowed)[1]
+            found.append(np.searchsorted(self.reply_offsets, passages, side="right") - 1)
+        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+        if exclude is not None:
+            same = np.asarray(self.question_vectors[rows]) @ exclude["vector"] >= DUPLICATE_COSINE
+            rows = rows[(rows != exclude["row"]) & ~same]
+
+        scores: dict[str, np.ndarray] = {}
+        if bm25 is not None:
+            scores["bm25"] = np.where(bm25[rows] > 0, bm25[rows], np.nan)
+        if "dense_question" in active:
+            scores["dense_question"] = np.asarray(self.question_vectors[rows]) @ question_vector
+        if "dense_reply" in active:
+            scores["dense_reply"] = self._reply_scores(rows, reply_vector)
+        if not len(rows):
+            return rows, np.zeros(0), scores
+        fused = fuse(scores, fusion)
+        order = np.argsort(-fused, kind="stable")[:k]
+        return rows[order], fused[order], {s: v[order] for s, v in scores.items()}
+
+    def _reply_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Best passage cosine of each row's reply (NaN for a row without reply text)."""
+        starts, ends = self.reply_offsets[rows], self.reply_offsets[rows + 1]
+        lengths = ends - starts
+        out = np.full(len(rows), np.nan)
+        if not lengths.sum():
+            return out
+        group_starts = np.cumsum(lengths) - lengths
+        index = np.arange(lengths.sum()) - np.repeat(group_starts, lengths) + np.repeat(starts, lengths)
+        cosines = np.asarray(self.reply_vectors[index]) @ vector
+        filled = lengths > 0
+        out[filled] = np.maximum.reduceat(cosines, group_starts[filled])
+        return out
+
+    def _hits(self, rows: np.ndarray, fused: np.ndarray, scores: dict[str, np.ndarray], query: str | None) -> list[Hit]:
+        hits = []
+        for rank, (c, score) in enumerate(zip(self.store.get(rows.tolist()), fused), 1):
+            at = rank - 1
+            hits.append(
+                Hit(
+                    id=c.id,
+                    rank=rank,
+                    score=float(score),
+                    scores={s: None if np.isnan(v[at]) else float(v[at]) for s, v in scores.items()},
+                    title=c.title,
+                    doctor=c.doctor,
+                    department=c.department,
+                    question_excerpt=excerpt(c.question, truncated=c.excerpt),
+                    reply_excerpt=excerpt(c.reply or c.more_info, truncated=c.excerpt),
+                    matched_terms=matched_terms(query, c.question_text() + "\n" + c.reply_text()) if query else [],
+                )
+            )
+        return hits
+
+    def _row(self, consultation_id: str) -> int:
+        try:
+            return self.store.rows[consultation_id]
+        except KeyError:
+            raise SimqaError(f"unknown consultation id {consultation_id!r}") from None
+
+    def _allowed(self, department: str | None) -> np.ndarray | None:
+        return None if department is None else self.departments == department.strip().lower()
+
+
+def _mode(mode: str) -> Fusion:
+    try:
+        return MODES[mode]
+    except KeyError:
+        raise SimqaError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}") from None
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vector)
+    return (vector / norm).astype(np.float32) if norm else vector.astype(np.float32)
