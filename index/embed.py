@@ -71,12 +71,12 @@ class Encoder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        self.name, path = resolve_model(model)
-        self.fingerprint = model_fingerprint(path)
+        self.name, self.model_path = resolve_model(model)
+        self.fingerprint = model_fingerprint(self.model_path)
         if not progress:
             hf_logging.disable_progress_bar()
         set_threads()
-        self.model = SentenceTransformer(str(path), device="cpu")
+        self.model = SentenceTransformer(str(self.model_path), device="cpu")
         self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         self.progress = progress

@@ -7,11 +7,14 @@ results, so an index can be one shard of many. Each consultation is stored as JS
 from __future__ import annotations
 
 import json
+import hashlib
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from index.consultation import Consultation
+import numpy as np
+
+from index.consultation import Consultation, normalize_space
 from index.errors import IndexFormatError
 
 SCHEMA = """
@@ -19,6 +22,7 @@ CREATE TABLE consultations (
     row INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     department TEXT NOT NULL,
+    question_hash INTEGER NOT NULL,
     data TEXT NOT NULL
 )
 """
@@ -29,10 +33,19 @@ def write_store(path: Path, consultations: Iterable[Consultation]) -> None:
     with sqlite3.connect(path) as db:
         db.execute(SCHEMA)
         db.executemany(
-            "INSERT INTO consultations VALUES (?, ?, ?, ?)",
-            ((row, c.id, c.department, json.dumps(c.to_dict(), ensure_ascii=False)) for row, c in enumerate(consultations)),
+            "INSERT INTO consultations VALUES (?, ?, ?, ?, ?)",
+            (
+                (row, c.id, c.department, question_hash(c.question), json.dumps(c.to_dict(), ensure_ascii=False))
+                for row, c in enumerate(consultations)
+            ),
         )
     db.close()
+
+
+def question_hash(question: str) -> int:
+    """64-bit hash of the question body, white space and case folded: equal for reposts."""
+    digest = hashlib.sha1(normalize_space(question).lower().encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class DocumentStore:
@@ -43,11 +56,12 @@ class DocumentStore:
             raise IndexFormatError(f"{path}: document store missing")
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         try:
-            rows = self.db.execute("SELECT id, department FROM consultations ORDER BY row").fetchall()
+            rows = self.db.execute("SELECT id, department, question_hash FROM consultations ORDER BY row").fetchall()
         except sqlite3.DatabaseError as error:
             raise IndexFormatError(f"{path}: not a readable document store ({error})") from None
         self.ids: list[str] = [r[0] for r in rows]
         self.departments: list[str] = [r[1] for r in rows]
+        self.question_hashes = np.array([r[2] for r in rows], dtype=np.int64)
         self.rows: dict[str, int] = {id_: row for row, id_ in enumerate(self.ids)}
 
     def __len__(self) -> int:

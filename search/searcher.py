@@ -25,8 +25,8 @@ from index.text import tokenize
 from search.fusion import MODES, Fusion, fuse
 from search.snippets import excerpt, matched_terms
 
-# Two consultations whose question vectors are this close are the same question (reposts,
-# a page and its excerpt): similar() leaves them out.
+# similar() leaves out the consultation's duplicates: the same question body (reposts), or
+# question vectors this close (the same question reworded by a few characters).
 DUPLICATE_COSINE = 0.98
 
 
@@ -114,9 +114,8 @@ class Searcher:
         question_vector = np.asarray(self.question_vectors[row])
         start, end = self.reply_offsets[row], self.reply_offsets[row + 1]
         reply_vector = _unit(np.asarray(self.reply_vectors[start:end]).mean(axis=0)) if end > start else question_vector
-        exclude = {"row": row, "vector": question_vector}
         rows, fused, scores = self._rank(
-            tokenize(source.question_text()), question_vector, reply_vector, k, fusion, self._allowed(department), exclude
+            tokenize(source.question_text()), question_vector, reply_vector, k, fusion, self._allowed(department), row
         )
         return self._hits(rows, fused, scores, query=None)
 
@@ -150,11 +149,11 @@ class Searcher:
         k: int,
         fusion: Fusion,
         allowed: np.ndarray | None,
-        exclude: dict | None,
+        exclude: int | None,
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Top-k rows, their fused scores and each signal's scores."""
+        """Top-k rows, their fused scores and each signal's scores; `exclude` and its duplicates left out."""
         active = fusion.active
-        depth = max(fusion.depth, k) + (1 if exclude else 0)
+        depth = max(fusion.depth, k) + (1 if exclude is not None else 0)
         found: list[np.ndarray] = []
         bm25 = None
         if "bm25" in active:
@@ -172,8 +171,9 @@ class Searcher:
         rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
         if exclude is not None:
-            same = np.asarray(self.question_vectors[rows]) @ exclude["vector"] >= DUPLICATE_COSINE
-            rows = rows[(rows != exclude["row"]) & ~same]
+            close = np.asarray(self.question_vectors[rows]) @ self.question_vectors[exclude] >= DUPLICATE_COSINE
+            same = self.store.question_hashes[rows] == self.store.question_hashes[exclude]
+            rows = rows[(rows != exclude) & ~close & ~same]
 
         scores: dict[str, np.ndarray] = {}
         if bm25 is not None:

@@ -1,0 +1,33 @@
+"""Shared fixtures: the seed pages, one loaded model, and one seeds index per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from index import BuildConfig, build_index, read_sources
+from index.embed import Encoder
+from search import Searcher
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_000 = "000_d8a51fa88222d8b0"
+SEED_003 = "003_317d750049faf492"
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Encoder:
+    return Encoder()
+
+
+@pytest.fixture(scope="session")
+def seeds_index(tmp_path_factory, encoder) -> Path:
+    directory = tmp_path_factory.mktemp("seeds") / "index"
+    build_index(read_sources([SEEDS]).consultations, directory, BuildConfig(progress=False), encoder=encoder)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def searcher(seeds_index) -> Searcher:
+    return Searcher.open(seeds_index)

@@ -1,0 +1,62 @@
+"""Our BM25 (bm25s sparse matrices) against the reference, rank-bm25's BM25Okapi, on the same tokens."""
+
+import re
+
+import numpy as np
+from rank_bm25 import BM25Okapi
+
+from index.bm25 import FieldBM25
+from index.readers import read_sources
+from index.text import tokenize
+from tests.conftest import SEEDS
+
+QUERIES = [
+    "involuntary muscle twitching in my neck",
+    "head tremor when nervous",
+    "wrist tendon twitch after lifting heavy objects",
+    "electrolyte imbalance potassium magnesium",
+    "cannot sleep without sleeping pills",
+    "tingling scalp and gag reflex",
+]
+
+
+def sample_corpus() -> list[list[str]]:
+    """Every sentence of the seed consultations as a document: ~130 short, varied texts."""
+    text = "\n".join(c.question_text() + "\n" + c.reply_text() for c in read_sources([SEEDS]).consultations)
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n", text) if len(s.split()) > 3]
+    return [tokenize(s) for s in sentences]
+
+
+def test_scores_equal_bm25okapi_where_idf_is_positive():
+    corpus = sample_corpus()
+    assert len(corpus) > 100
+    ours, reference = FieldBM25.build(corpus), BM25Okapi(corpus)
+    for query in QUERIES:
+        tokens = tokenize(query)
+        assert all(reference.idf[t] > 0 for t in tokens if t in reference.idf)  # no term in half the corpus
+        expected = reference.get_scores(tokens)
+        got = ours.scores(tokens)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        top_expected = np.argsort(-expected, kind="stable")[:10]
+        top_got = np.argsort(-got, kind="stable")[:10]
+        assert expected[top_expected[0]] > 0
+        assert top_got.tolist() == top_expected.tolist()
+
+
+def test_term_in_most_documents_scores_zero_not_a_floor():
+    """The documented difference: BM25Okapi floors negative idf at eps * mean idf; robertson gives 0."""
+    corpus = [["pain", "knee"], ["pain", "back"], ["pain", "neck"], ["rash"]]
+    ours, reference = FieldBM25.build(corpus), BM25Okapi(corpus)
+    assert reference.get_scores(["pain"])[0] > 0
+    assert ours.scores(["pain"]).tolist() == [0.0, 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(ours.scores(["knee"]), reference.get_scores(["knee"]), rtol=1e-5)
+
+
+def test_unknown_and_empty_queries_score_zero(tmp_path):
+    index = FieldBM25.build([["a", "b"], [], ["b", "c"]])
+    assert index.scores([]).tolist() == [0.0, 0.0, 0.0]
+    assert index.scores(["zzz"]).tolist() == [0.0, 0.0, 0.0]
+    index.save(tmp_path / "bm25")
+    reloaded = FieldBM25.load(tmp_path / "bm25", 3)
+    np.testing.assert_allclose(reloaded.scores(["a", "c"]), index.scores(["a", "c"]))
+    assert FieldBM25.build([[], []]).scores(["a"]).tolist() == [0.0, 0.0]

