@@ -1,0 +1,75 @@
+"""The simqa command: output formats, exit codes, and failed builds that leave the index alone."""
+
+import json
+
+import pytest
+
+from search.cli import main
+from tests.conftest import SEED_000, SEEDS
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_similar_text_panel_looks_like_the_seed_pages(capsys, seeds_index):
+    code, out, _ = run(capsys, "similar", SEED_000, "--index", str(seeds_index))
+    assert code == 0
+    blocks = out.split("\n\n")
+    assert blocks[0] == "Similar Q&A"
+    assert len(blocks) == 5
+    title, question, doctor, reply, more = blocks[1].strip().split("\n")
+    assert question.endswith("...") and len(question) <= 203
+    assert doctor.startswith("Dr. ") and " reply Neurology" in doctor
+    assert more.startswith(f"[Read More] {title} [")
+
+
+def test_search_json_and_list(capsys, seeds_index):
+    code, out, _ = run(capsys, "search", "head tremor", "--index", str(seeds_index), "-k", "2", "--format", "json")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 2
+    assert set(hits[0]) >= {"id", "title", "score", "scores", "question_excerpt", "reply_excerpt", "doctor"}
+    code, out, _ = run(capsys, "list", "--index", str(seeds_index))
+    assert code == 0 and f"{SEED_000}\tInvoluntary muscle contractions?" in out.splitlines()
+
+
+def test_unknown_id_is_one_clear_error_line(capsys, seeds_index):
+    code, out, err = run(capsys, "similar", "no-such-id", "--index", str(seeds_index))
+    assert (code, out) == (1, "")
+    assert err == "simqa: error: unknown consultation id 'no-such-id'\n"
+
+
+def test_failed_build_leaves_the_existing_index_untouched(capsys, tmp_path):
+    index = tmp_path / "index"
+    assert run(capsys, "index", str(SEEDS), "--index", str(index), "--quiet")[0] == 0
+    manifest = (index / "manifest.json").read_bytes()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "question": "knee?"}\n{"id": "b"}\n', encoding="utf-8")
+
+    code, _, err = run(capsys, "index", str(SEEDS), str(bad), "--index", str(index), "--quiet")
+    assert code == 1
+    assert err == f"simqa: error: {bad}:2: field 'question': missing (required)\n"
+    assert (index / "manifest.json").read_bytes() == manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "index"]  # no half-written build left
+
+    code, out, err = run(capsys, "index", str(SEEDS), str(bad), "--index", str(index), "--skip-bad", "--quiet")
+    assert code == 0
+    assert f"simqa: skipped: {bad}:2: field 'question'" in err and "skipped 1 bad input(s)" in err
+    assert "indexed 10 consultations" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "index"]
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_an_index(capsys, tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    code, _, err = run(capsys, "index", str(SEEDS), "--index", str(tmp_path), "--quiet")
+    assert code == 1 and "is not a simqa index; refusing to replace it" in err
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_usage_errors_exit_2(capsys, seeds_index):
+    with pytest.raises(SystemExit) as exit:
+        main(["search", "knee", "--index", str(seeds_index), "-k", "0"])
+    assert exit.value.code == 2
+    assert "k must be at least 1" in capsys.readouterr().err
