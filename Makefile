@@ -7,7 +7,12 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO_INDEX := build/seeds-index
 
-.PHONY: demo test install clean
+LIVEQA  := build/liveqa
+MEDQUAD_INDEX := build/medquad-index
+BENCH_CACHE := benchmarks/cache/embeddings.sqlite
+RESULTS := benchmarks/results
+
+.PHONY: demo test install clean bench-relevance bench-tune
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +34,23 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Relevance benchmark: TREC 2017 LiveQA-Med questions over MedQuAD (../shared/datasets).
+# The first run embeds MedQuAD (about 15-25 min on 2 cores); reruns read benchmarks/cache.
+bench-relevance: $(STAMP)
+	$(BIN)/python -m benchmarks.liveqa $(LIVEQA)
+	$(BIN)/simqa bench relevance --corpus $(LIVEQA)/medquad.jsonl --index $(MEDQUAD_INDEX) --cache $(BENCH_CACHE) \
+		--queries $(LIVEQA)/queries-original.tsv --qrels $(LIVEQA)/qrels.txt \
+		--title "LiveQA-Med 2017 original questions over MedQuAD" --out $(RESULTS)/liveqa-original
+	$(BIN)/simqa bench relevance --index $(MEDQUAD_INDEX) \
+		--queries $(LIVEQA)/queries-summary.tsv --qrels $(LIVEQA)/qrels.txt \
+		--title "LiveQA-Med 2017 NLM summaries over MedQuAD" --out $(RESULTS)/liveqa-summary
+	$(BIN)/simqa index seeds --index $(DEMO_INDEX) --quiet
+	$(BIN)/simqa bench panels --index $(DEMO_INDEX) | tee $(RESULTS)/seed-panels.txt
+
+# Cross-validated choice of the default fusion (needs the index bench-relevance builds).
+bench-tune: $(STAMP)
+	$(BIN)/python -m benchmarks.tune_fusion --index $(MEDQUAD_INDEX)
 
 clean:
 	rm -rf build
