@@ -73,3 +73,18 @@ def test_usage_errors_exit_2(capsys, seeds_index):
         main(["search", "knee", "--index", str(seeds_index), "-k", "0"])
     assert exit.value.code == 2
     assert "k must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_relevance_and_panels_commands(capsys, tmp_path, seeds_index):
+    (tmp_path / "q.tsv").write_text("q1\twrist twitches after lifting heavy objects\n")
+    (tmp_path / "qrels").write_text("q1 0 xfb36333b9b8c8bd1 4\n")
+    code, out, _ = run(capsys, "bench", "relevance", "--index", str(seeds_index), "--queries", str(tmp_path / "q.tsv"),
+                       "--qrels", str(tmp_path / "qrels"), "--methods", "bm25,default", "--out", str(tmp_path / "out"))
+    assert code == 0
+    assert "| bm25 | **3.000** |" in out and "| default | **3.000** |" in out  # best values in bold
+    assert (tmp_path / "out" / "bm25.run").is_file()
+    code, out, err = run(capsys, "bench", "relevance", "--index", str(seeds_index), "--queries", str(tmp_path / "q.tsv"),
+                         "--qrels", str(tmp_path / "qrels"), "--methods", "magic", "--out", str(tmp_path / "out"))
+    assert code == 1 and "unknown methods magic" in err
+    code, out, _ = run(capsys, "bench", "panels", "--index", str(seeds_index))
+    assert code == 0 and f"{SEED_000}\t4/4" in out and out.rstrip().endswith("of 8 panel links")
