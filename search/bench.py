@@ -19,7 +19,7 @@ import ir_measures
 from ir_measures import AP, RR, R, Judged, P, nDCG
 
 from index.errors import ParseError
-from search.fusion import MODES, SIGNALS, Fusion
+from search.fusion import DEFAULT_WEIGHTS, MODES, SIGNALS, Fusion
 from search.searcher import Searcher
 
 MEASURES = {"nDCG@10": nDCG @ 10, "MAP@10": AP @ 10, "MRR@10": RR @ 10, "P@1": P @ 1, "R@100": R @ 100, "judged@10": Judged @ 10}
@@ -29,9 +29,10 @@ RUN_DEPTH = 100
 # What `--methods` can name: each signal alone, and the fusions.
 METHODS: dict[str, Fusion] = {
     **{signal: Fusion(weights={signal: 1.0}) for signal in SIGNALS},
-    "rrf_bm25_dense": Fusion(weights={"bm25": 1.0, "dense_question": 1.0}),
-    "rrf": Fusion(weights={"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0}),
-    "weighted": Fusion(weights={"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0}, method="weighted"),
+    "rrf_bm25_dense": Fusion(weights={"bm25": 1.0, "dense_question": 1.0}, method="rrf"),
+    "rrf": Fusion(weights={"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0}, method="rrf"),
+    "weighted": Fusion(weights={"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0}),
+    "rrf_question": Fusion(weights=dict(DEFAULT_WEIGHTS), method="rrf"),
     "default": MODES["hybrid"],
 }
 

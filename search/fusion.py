@@ -18,13 +18,18 @@ import numpy as np
 SIGNALS = ("bm25", "bm25_question", "dense_question", "dense_reply")
 DENSE = {"dense_question", "dense_reply"}
 
+# The default hybrid, chosen on LiveQA-Med by cross-validation (benchmarks/README.md): the
+# question matched lexically and semantically, the reply semantically, equally weighted.
+# BM25 over the reply adds noise once the reply is matched by meaning: long replies mention much.
+DEFAULT_WEIGHTS = {"bm25_question": 1.0, "dense_question": 1.0, "dense_reply": 1.0}
+
 
 @dataclass(frozen=True)
 class Fusion:
     """How candidates are gathered (depth per signal) and how their signals are combined."""
 
-    weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0})
-    method: str = "rrf"
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    method: str = "weighted"
     rrf_k: int = 60
     depth: int = 100
 

@@ -12,7 +12,7 @@ NAN = math.nan
 
 def test_rrf_sums_reciprocal_ranks_and_skips_missing():
     scores = {"bm25": np.array([3.0, NAN, 1.0]), "dense_question": np.array([0.1, 0.9, 0.5])}
-    fused = fuse(scores, Fusion(weights={"bm25": 1.0, "dense_question": 1.0}, rrf_k=60))
+    fused = fuse(scores, Fusion(weights={"bm25": 1.0, "dense_question": 1.0}, method="rrf", rrf_k=60))
     np.testing.assert_allclose(fused, [1 / 61 + 1 / 63, 1 / 61, 1 / 62 + 1 / 62])
 
 

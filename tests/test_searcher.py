@@ -27,7 +27,7 @@ def test_similar_recovers_seed_000_panel(searcher):
     assert SEED_000 not in {h.id for h in hits}
     assert [h.rank for h in hits] == [1, 2, 3, 4]
     assert all(hits[i].score >= hits[i + 1].score for i in range(3))
-    assert set(hits[0].scores) == {"bm25", "dense_question", "dense_reply"}
+    assert set(hits[0].scores) == {"bm25_question", "dense_question", "dense_reply"}
 
 
 def test_similar_over_both_seed_panels(searcher):
@@ -59,10 +59,10 @@ def test_search_modes_return_ranked_hits_with_snippets(searcher, mode):
     assert {"head", "shakes"} & set(top.matched_terms)
 
 
-def test_hybrid_and_weighted_fusion_top_hit(searcher):
+def test_hybrid_and_rrf_fusion_top_hit(searcher):
     assert searcher.search(QUERY, k=1)[0].id == "x51ada141010324ba"  # "Understanding Involuntary Head Tremors"
-    weighted = Fusion(method="weighted")
-    assert searcher.search(QUERY, k=1, fusion=weighted)[0].id == "x51ada141010324ba"
+    rrf = Fusion(method="rrf")
+    assert searcher.search(QUERY, k=1, fusion=rrf)[0].id == "x51ada141010324ba"
 
 
 def test_department_filter(searcher):

@@ -1,0 +1,86 @@
+"""What each choice behind the default is worth, on LiveQA-Med original questions over MedQuAD.
+
+1. candidate depth per signal (default 100);
+2. reply vectors: best of up to 8 passages vs the first passage only (an index built with
+   max_passages=1; its vectors come from the embedding cache);
+3. BM25 tokens: simqa's tokenizer (stop words, Snowball stems) vs lower-cased whitespace tokens.
+Writes benchmarks/results/ablations.md.
+
+    python -m benchmarks.ablations --index build/medquad-index
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.liveqa import load_qrels, load_queries
+from index import BuildConfig, build_index
+from index.bm25 import FieldBM25
+from index.embed_cache import default_cache_path
+from index.text import tokenize
+from search import MODES, Searcher
+from search.bench import evaluate, run_method
+from search.fusion import Fusion
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ("AvgScore", "nDCG@10", "MAP@10", "MRR@10", "P@1", "R@100")
+
+
+def row(name: str, figures: dict) -> str:
+    return f"| {name} | " + " | ".join(f"{figures[c]:.3f}" for c in COLUMNS) + " |"
+
+
+def bm25_run(texts: list[str], ids: list[str], queries: dict[str, str], tokens) -> dict:
+    index = FieldBM25.build([tokens(t) for t in texts])
+    run = {}
+    for qid, text in queries.items():
+        scores = index.scores(tokens(text))
+        top = np.argsort(-scores, kind="stable")[:100]
+        run[qid] = [(ids[i], float(scores[i])) for i in top if scores[i] > 0]
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--index", default="build/medquad-index")
+    parser.add_argument("--cache", default=str(default_cache_path()))
+    args = parser.parse_args()
+    searcher = Searcher.open(args.index)
+    queries = load_queries("original")
+    qrels: dict[str, dict[str, int]] = {}
+    for qid, doc, grade in load_qrels():
+        qrels.setdefault(qid, {})[doc] = grade
+    header = ["| setting | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    lines = ["# Ablations: LiveQA-Med 2017 original questions over MedQuAD", ""]
+
+    lines += ["## 1. Candidate depth per signal (default fusion)", "", *header]
+    for depth in (25, 50, 100, 200):
+        fusion = replace(MODES["hybrid"], depth=depth)
+        lines.append(row(f"depth {depth}", evaluate(run_method(searcher, queries, fusion), qrels)))
+
+    lines += ["", "## 2. Reply vectors: best of up to 8 passages vs the first passage only", "", *header]
+    consultations = searcher.store.get(list(range(len(searcher.store))))
+    first_only = Path(args.index).with_name(Path(args.index).name + "-first-passage")
+    build_index(consultations, first_only, BuildConfig(max_passages=1, progress=False, cache=Path(args.cache)))
+    first = Searcher.open(first_only)
+    for name, s in (("best of 8 passages", searcher), ("first passage only", first)):
+        lines.append(row(f"dense_reply, {name}", evaluate(run_method(s, queries, Fusion(weights={"dense_reply": 1.0})), qrels)))
+        lines.append(row(f"default, {name}", evaluate(run_method(s, queries, MODES["hybrid"]), qrels)))
+
+    lines += ["", "## 3. BM25 over question + answer: tokenizer", "", *header]
+    texts = [c.question_text() + "\n" + c.reply_text() for c in consultations]
+    ids = [c.id for c in consultations]
+    for name, tokens in (("simqa tokenizer", tokenize), ("lower-cased whitespace split", lambda t: t.lower().split())):
+        lines.append(row(name, evaluate(bm25_run(texts, ids, queries, tokens), qrels)))
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ablations.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
