@@ -19,7 +19,7 @@ import numpy as np
 from index import layout, vectors
 from index.bm25 import B, K1, METHOD, FieldBM25
 from index.consultation import Consultation
-from index.embed import BATCH_SIZE, Encoder
+from index.embed import BATCH_SIZE, Encoder, threads
 from index.errors import SimqaError
 from index.manifest import MANIFEST, Manifest
 from index.passages import MAX_PASSAGES, PASSAGE_WORDS, passages
@@ -97,7 +97,7 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
     ):
         kind = vectors.choose_kind(len(vecs), config.vector_index)
         np.save(work / npy, vecs, allow_pickle=False)
-        vectors.save(vectors.build(vecs, kind), work / faiss_file)
+        vectors.save(vectors.build(vecs, kind, threads()), work / faiss_file)
         kinds[name] = vectors.parameters(kind)
     np.save(work / layout.REPLY_OFFSETS, offsets, allow_pickle=False)
 

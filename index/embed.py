@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.embed_cache import EmbeddingCache
+from index import onnx_runner
+from index.embed_cache import EmbeddingCache, default_cache_path
 from index.errors import IndexFormatError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,21 +53,17 @@ def model_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def set_threads(threads: int | None = None) -> int:
-    """Torch and FAISS thread counts: SIMQA_THREADS, else every core (2 on our machines)."""
-    import faiss
-    import torch
-
-    n = threads or int(os.environ.get("SIMQA_THREADS", "0")) or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
-    return n
+def threads() -> int:
+    """Threads for the model and index builds: $SIMQA_THREADS, else every core (2 here)."""
+    return int(os.environ.get("SIMQA_THREADS", "0")) or os.cpu_count() or 1
 
 
 class Encoder:
     """A sentence-transformers model loaded once; `embed` turns texts into unit vectors.
 
     `model` is None or DEFAULT_MODEL for the bundled MiniLM, else a model directory.
+    `backend` "onnx" runs the model with ONNX Runtime (index/onnx_runner.py), the fast choice
+    for single queries; models it cannot export stay on torch.
     """
 
     def __init__(
@@ -75,7 +72,9 @@ class Encoder:
         batch_size: int = BATCH_SIZE,
         progress: bool = False,
         cache: Path | None = None,
+        backend: str = "torch",
     ) -> None:
+        import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -83,12 +82,17 @@ class Encoder:
         self.fingerprint = model_fingerprint(self.model_path)
         if not progress:
             hf_logging.disable_progress_bar()
-        set_threads()
+        torch.set_num_threads(threads())
         self.model = SentenceTransformer(str(self.model_path), device="cpu")
         self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         self.progress = progress
         self.cache = EmbeddingCache(cache, self.fingerprint, self.dimension) if cache else None
+        self.backend = backend if backend == "onnx" and onnx_runner.supported(self.model) else "torch"
+        self._onnx = None
+        if self.backend == "onnx":
+            path = default_cache_path().parent / "onnx" / f"{self.fingerprint}.onnx"
+            self._onnx = onnx_runner.OnnxRunner(self.model, path, threads=threads())
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text: the one batch function.
@@ -114,6 +118,8 @@ class Encoder:
         """Run the model; the library sorts each call's texts by length into batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._onnx is not None:
+            return np.concatenate([self._onnx.encode(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)])
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,

@@ -1,7 +1,11 @@
 """FAISS indexes over unit vectors (inner product = cosine), written with FAISS's own files.
 
-Exact search (IndexFlatIP) up to HNSW_MIN vectors, HNSW above: exact search is a few ms at
-MedQuAD's size on 2 cores and needs no tuning. The kind and its parameters go into the manifest.
+Exact search (IndexFlatIP) below HNSW_MIN vectors, HNSW from there on. Measured on MedQuAD's
+47,441 question vectors, one query, one thread: exact search 3.5 ms (about 75 ns a vector), HNSW
+(M=32, efConstruction=200, efSearch=128) 0.34 ms at recall@10 0.986 against exact, built in 9 s.
+HNSW_MIN is where exact search passes about 1.5 ms. A filter that leaves at most HNSW_MIN rows
+is searched exactly over those rows (HNSW walks a filtered graph poorly). The kind and its
+parameters go into the manifest.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-HNSW_MIN = 250_000
+HNSW_MIN = 20_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128
 
 
@@ -24,8 +28,9 @@ def choose_kind(n_vectors: int, kind: str = "auto") -> str:
     return kind
 
 
-def build(vectors: np.ndarray, kind: str) -> faiss.Index:
+def build(vectors: np.ndarray, kind: str, threads: int = 1) -> faiss.Index:
     """An index holding the vectors in row order (FAISS ids = row numbers)."""
+    faiss.omp_set_num_threads(threads)
     dimension = vectors.shape[1]
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -53,11 +58,21 @@ def load(path: Path) -> faiss.Index:
     return faiss.read_index(str(path))
 
 
-def search(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, rows) for one query vector; `allowed` is a boolean mask over rows."""
+def search(
+    index: faiss.Index, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, rows) for one query vector; `allowed` is a boolean mask over rows.
+
+    `vectors` are the index's vectors in row order, for exact search of small filtered sets.
+    """
     k = min(k, index.ntotal)
     if k <= 0:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+    if allowed is not None and isinstance(index, faiss.IndexHNSW) and allowed.sum() <= HNSW_MIN:
+        rows = np.flatnonzero(allowed)
+        scores = np.asarray(vectors[rows]) @ query
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top].astype(np.float32), rows[top]
     params, bitmap = None, None
     if allowed is not None:
         bitmap = np.packbits(allowed, bitorder="little")  # kept alive here while FAISS reads it

@@ -1,0 +1,38 @@
+"""FAISS wrappers: exact and HNSW search, filters, and the exact path for small filtered sets."""
+
+import numpy as np
+
+from index import vectors
+
+
+def unit_vectors(n: int, d: int = 16, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_choose_kind():
+    assert vectors.choose_kind(vectors.HNSW_MIN - 1) == "flat"
+    assert vectors.choose_kind(vectors.HNSW_MIN) == "hnsw"
+    assert vectors.choose_kind(10, "hnsw") == "hnsw"
+
+
+def test_flat_and_hnsw_agree_with_numpy():
+    data = unit_vectors(2000)
+    query = data[7]
+    expected = np.argsort(-(data @ query))[:10]
+    for kind in ("flat", "hnsw"):
+        scores, rows = vectors.search(vectors.build(data, kind), data, query, 10)
+        assert rows[0] == 7 and abs(scores[0] - 1) < 1e-5
+        assert len(set(rows) & set(expected)) >= 9
+
+
+def test_filters_exact_on_small_sets_and_never_return_excluded_rows():
+    data = unit_vectors(3000)
+    allowed = np.zeros(3000, dtype=bool)
+    allowed[::100] = True  # 30 rows
+    query = data[5]
+    expected = np.flatnonzero(allowed)[np.argsort(-(data[allowed] @ query))[:40]]
+    for kind in ("flat", "hnsw"):
+        _, rows = vectors.search(vectors.build(data, kind), data, query, 40, allowed)
+        assert rows.tolist() == expected.tolist()  # all 30, in exact order
+    assert len(vectors.search(vectors.build(data[:0], "flat"), data[:0], query, 5)[1]) == 0
