@@ -55,13 +55,15 @@ def build_index(
     _check_replaceable(target)
     if not consultations:
         raise SimqaError("no consultations to index")
-    started = time.time()
+    stages = _Stages(config.progress)
+    stages.start("load_model", "loading the model")
     encoder = encoder or Encoder(config.model, config.batch_size, config.progress, config.cache)
     work = target.parent / f".{target.name}.building-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
     try:
-        manifest = _write(consultations, work, config, encoder)
-        manifest.parameters["build_seconds"] = round(time.time() - started, 3)
+        manifest = _write(consultations, work, config, encoder, stages)
+        stages.stop()
+        manifest.parameters["build_seconds"] = stages.seconds  # up to here; fsync and swap follow
         manifest.write(work)
         _swap_in(work, target)
     except BaseException:
@@ -70,26 +72,25 @@ def build_index(
     return manifest
 
 
-def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder) -> Manifest:
-    say = _stage_printer(config.progress)
-    say(f"storing {len(consultations)} consultations")
+def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder, stages: "_Stages") -> Manifest:
+    stages.start("store", f"storing {len(consultations)} consultations")
     write_store(work / layout.STORE, consultations)
 
-    say("indexing BM25 (title + question, reply + more info)")
+    stages.start("bm25", "indexing BM25 (title + question, reply + more info)")
     bm25_question = FieldBM25.build([tokenize(c.question_text()) for c in consultations], config.progress)
     bm25_reply = FieldBM25.build([tokenize(c.reply_text()) for c in consultations], config.progress)
     bm25_question.save(work / layout.BM25_QUESTION)
     bm25_reply.save(work / layout.BM25_REPLY)
 
-    say("embedding questions")
+    stages.start("embed_questions", "embedding questions")
     question_vectors = encoder.embed([c.question_text() for c in consultations])
-    say("embedding reply passages")
+    stages.start("embed_replies", "embedding reply passages")
     reply_passages = [passages(c.reply_text(), config.passage_words, config.max_passages) for c in consultations]
     offsets = np.zeros(len(consultations) + 1, dtype=np.int64)
     np.cumsum([len(p) for p in reply_passages], out=offsets[1:])
     reply_vectors = encoder.embed([p for ps in reply_passages for p in ps])
 
-    say("building vector indexes")
+    stages.start("vector_index", "building vector indexes")
     kinds = {}
     for name, vecs, npy, faiss_file in (
         ("question", question_vectors, layout.QUESTION_VECTORS, layout.QUESTION_FAISS),
@@ -144,9 +145,24 @@ def _swap_in(work: Path, target: Path) -> None:
         work.rename(target)
 
 
-def _stage_printer(enabled: bool):
-    def say(message: str) -> None:
-        if enabled:
-            print(f"simqa: {message}", file=sys.stderr, flush=True)
+class _Stages:
+    """Announces each build stage (with progress on) and records its seconds for the manifest."""
 
-    return say
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.seconds: dict[str, float] = {}
+        self._name: str | None = None
+        self._started = self._first = time.perf_counter()
+
+    def start(self, name: str, message: str) -> None:
+        self.stop()
+        if self.verbose:
+            print(f"simqa: {message}", file=sys.stderr, flush=True)
+        self._name, self._started = name, time.perf_counter()
+
+    def stop(self) -> None:
+        now = time.perf_counter()
+        if self._name:
+            self.seconds[self._name] = round(now - self._started, 3)
+        self.seconds["total"] = round(now - self._first, 3)
+        self._name = None

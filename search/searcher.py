@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,7 +63,7 @@ class Searcher:
         self.directory = directory
         self.manifest = manifest
         self._model = model
-        self._encoder: Encoder | None = None
+        self._query_encoder: Encoder | None = None
         self._lock = threading.Lock()
         self.store = DocumentStore(directory / layout.STORE)
         n = len(self.store)
@@ -100,12 +101,36 @@ class Searcher:
     # -- public queries -------------------------------------------------------------------
 
     def search(
-        self, text: str, k: int = 10, mode: str = "hybrid", department: str | None = None, fusion: Fusion | None = None
+        self,
+        text: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        department: str | None = None,
+        fusion: Fusion | None = None,
+        timings: dict[str, float] | None = None,
     ) -> list[Hit]:
-        """The k consultations most relevant to a free-text question."""
+        """The k consultations most relevant to a free-text question.
+
+        `timings`, if given, receives the seconds spent per stage (for benchmarks).
+        """
         fusion = fusion or _mode(mode)
-        rows, scores = self._candidates(self._text_query(text, fusion.active), fusion.active, max(fusion.depth, k), department)
-        return self._hits(*_top(rows, scores, fusion, k), query=text)
+        clock = _Clock(timings)
+        query = self._text_query(text, fusion.active)
+        clock.lap("embed")
+        return self._answer(query, text, k, fusion, department, clock)
+
+    def search_many(
+        self, texts: list[str], k: int = 10, mode: str = "hybrid", department: str | None = None, fusion: Fusion | None = None
+    ) -> list[list[Hit]]:
+        """search() for a batch of questions: their vectors are computed in one model call."""
+        fusion = fusion or _mode(mode)
+        if any(not t.strip() for t in texts):
+            raise SimqaError("empty query in the batch")
+        dense = DENSE & set(fusion.active)
+        query_vectors = self._encoder().embed(texts) if dense and texts else [None] * len(texts)
+        return [
+            self._answer(_Query(tokenize(t), v, v), t, k, fusion, department, _Clock(None)) for t, v in zip(texts, query_vectors)
+        ]
 
     def similar(self, consultation_id: str, k: int = 4, department: str | None = None, fusion: Fusion | None = None) -> list[Hit]:
         """The Similar Q&A panel of a stored consultation, from its stored vectors (no embedding).
@@ -113,16 +138,14 @@ class Searcher:
         The consultation itself and its duplicates (same question) are left out.
         """
         fusion = fusion or MODES["hybrid"]
-        query = self._stored_query(self._row(consultation_id))
-        rows, scores = self._candidates(query, fusion.active, max(fusion.depth, k), department)
-        return self._hits(*_top(rows, scores, fusion, k), query=None)
+        return self._answer(self._stored_query(self._row(consultation_id)), None, k, fusion, department, _Clock(None))
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
         """Ids of the union of each signal's top `depth`, and every signal's score of each.
 
         For analysis and tuning fusion offline; search() is this followed by fuse() and top-k.
         """
-        rows, scores = self._candidates(self._text_query(text, set(signals)), set(signals), depth, None)
+        rows, scores = self._candidates(self._text_query(text, set(signals)), set(signals), depth, None, _Clock(None))
         return [self.store.ids[r] for r in rows], scores
 
     def get(self, consultation_id: str) -> Consultation:
@@ -137,15 +160,30 @@ class Searcher:
         return [(c.id, c.title) for c in self.store.get(list(range(len(self.store))))]
 
     def embed(self, text: str) -> np.ndarray:
-        """The query's unit vector (the model is loaded on first use, once)."""
+        """The query's unit vector."""
+        return self._encoder().embed([text])[0]
+
+    def _encoder(self) -> Encoder:
+        """The query encoder, loaded on first use, once."""
         with self._lock:
-            if self._encoder is None:
+            if self._query_encoder is None:
                 encoder = Encoder(self._model, backend=QUERY_BACKEND)
                 self.manifest.check_dimension(encoder.dimension)
-                self._encoder = encoder
-        return self._encoder.embed([text])[0]
+                self._query_encoder = encoder
+        return self._query_encoder
 
     # -- ranking ----------------------------------------------------------------------------
+
+    def _answer(
+        self, query: _Query, text: str | None, k: int, fusion: Fusion, department: str | None, clock: _Clock
+    ) -> list[Hit]:
+        """Candidates, fusion, top k, hits: the path every query takes after its vectors."""
+        rows, scores = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock)
+        top = _top(rows, scores, fusion, k)
+        clock.lap("fusion")
+        hits = self._hits(*top, query=text)
+        clock.lap("hits")
+        return hits
 
     def _text_query(self, text: str, signals: set[str] | dict) -> _Query:
         if not text.strip():
@@ -161,7 +199,7 @@ class Searcher:
         return _Query(tokenize(self.store.get([row])[0].question_text()), question_vector, reply_vector, exclude=row)
 
     def _candidates(
-        self, query: _Query, signals: set[str] | dict, depth: int, department: str | None
+        self, query: _Query, signals: set[str] | dict, depth: int, department: str | None, clock: _Clock
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rows proposed by each signal's top `depth`, and every signal's exact score for each.
 
@@ -181,6 +219,7 @@ class Searcher:
                 scores[~allowed] = 0.0
             top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
             found.append(top[scores[top] > 0])
+        clock.lap("bm25")
         if "dense_question" in signals:
             found.append(vectors.search(self.question_index, self.question_vectors, query.question_vector, depth, allowed)[1])
         if "dense_reply" in signals:
@@ -188,6 +227,7 @@ class Searcher:
             passages = vectors.search(self.reply_index, self.reply_vectors, query.reply_vector, depth * 3, passage_allowed)[1]
             found.append(np.searchsorted(self.reply_offsets, passages, side="right") - 1)
         rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        clock.lap("vectors")
 
         if query.exclude is not None:
             row = query.exclude
@@ -205,6 +245,7 @@ class Searcher:
                 scores[signal] = np.asarray(self.question_vectors[rows]) @ query.question_vector
             else:
                 scores[signal] = self._reply_scores(rows, query.reply_vector)
+        clock.lap("rescore")
         return rows, scores
 
     def _reply_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -246,6 +287,20 @@ class Searcher:
             return self.store.rows[consultation_id]
         except KeyError:
             raise SimqaError(f"unknown consultation id {consultation_id!r}") from None
+
+
+class _Clock:
+    """Adds the seconds since the previous lap to a timings dict; does nothing without one."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
 
 
 @dataclass

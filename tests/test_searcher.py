@@ -141,3 +141,16 @@ def test_damaged_index_is_refused(seeds_index, tmp_path):
         Searcher.open(directory)
     with pytest.raises(IndexFormatError, match="not a simqa index"):
         Searcher.open(tmp_path)
+
+
+def test_search_many_equals_search_and_timings_cover_every_stage(searcher):
+    texts = [QUERY, "wrist twitches after lifting", "head pressure and shaking"]
+    batch = searcher.search_many(texts, k=3)
+    for text, hits in zip(texts, batch):
+        single = searcher.search(text, k=3)
+        assert [h.id for h in hits] == [h.id for h in single]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in single], atol=1e-5)
+    timings: dict[str, float] = {}
+    searcher.search(QUERY, k=3, timings=timings)
+    assert set(timings) == {"embed", "bm25", "vectors", "rescore", "fusion", "hits"}
+    assert all(t >= 0 for t in timings.values())
