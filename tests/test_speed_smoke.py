@@ -1,0 +1,26 @@
+"""Smoke run of the speed benchmark's scale section on a tiny synthetic corpus (no timing asserted)."""
+
+import pytest
+
+from benchmarks import speed
+from benchmarks.liveqa import QRELS
+from index.readers import read_sources
+from tests.conftest import SEEDS
+
+pytestmark = pytest.mark.skipif(not QRELS.is_file(), reason="../shared/datasets is not beside the project")
+
+
+def test_scale_section_on_a_tiny_corpus(tmp_path, seeds_index, monkeypatch):
+    monkeypatch.setattr(speed, "child", lambda phase, target, *rest: {
+        "_queries": speed.phase_queries, "_recall": speed.phase_recall}[phase](target, *([False] if phase == "_queries" else [])))
+    consultations = read_sources([SEEDS]).consultations
+    result = speed.section_scale([300], consultations, seeds_index, work=tmp_path)["300"]
+    queries = result["queries"]
+    assert queries["documents"] == 300 and queries["index_mb"] > 0 and queries["peak_rss_mb"] > 0
+    hybrid = queries["summary/hybrid"]
+    assert hybrid["end_to_end"]["n"] == 104 and hybrid["end_to_end"]["p50"] > 0
+    assert hybrid["end_to_end"]["p50"] <= hybrid["end_to_end"]["p95"] <= hybrid["end_to_end"]["p99"]
+    assert all(hybrid[stage]["p50"] >= 0 for stage in speed.STAGES)
+    assert queries["batch_queries_per_second"] > 0
+    assert result["recall"]["recall_at_10"] == 1.0 and result["recall"]["kind"]["kind"] == "flat"
+    assert set(result["build_stages"]) >= {"store", "bm25", "embed_questions", "embed_replies", "vector_index", "total"}
