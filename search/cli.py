@@ -1,4 +1,4 @@
-"""The `simqa` command: index, search, similar, bench, list.
+"""The `simqa` command: index, search, similar, serve, panels, bench, list.
 
 argparse (standard library) rather than click or typer: subcommands, typed options and help are
 all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
@@ -12,6 +12,8 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from tqdm import tqdm
 
 from index import BuildConfig, SimqaError, build_index, read_sources
 from index.embed_cache import default_cache_path
@@ -81,6 +83,22 @@ def _parser() -> argparse.ArgumentParser:
     panels = benches.add_parser("panels", help="stored Similar Q&A panel links recovered by `similar`")
     _index_option(panels)
     panels.set_defaults(run=_bench_panels)
+
+    serve = commands.add_parser("serve", help="HTTP API, the Similar Q&A widget and a search page")
+    _index_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                       help="origin allowed to call the API from a browser (repeatable), e.g. https://clinic.example")
+    serve.set_defaults(run=_serve)
+
+    panels = commands.add_parser("panels", help="precompute the Similar Q&A panel of every consultation")
+    _index_option(panels)
+    panels.add_argument("--out", required=True, type=Path, help="JSONL file: one {id, panel} per consultation")
+    _k_option(panels, 4)
+    panels.add_argument("--batch", type=int, default=256, help="consultations per batch (default 256)")
+    panels.add_argument("--quiet", action="store_true", help="no progress bar")
+    panels.set_defaults(run=_panels)
 
     listing = commands.add_parser("list", help="ids and titles of the indexed consultations")
     _index_option(listing)
@@ -156,6 +174,28 @@ def _bench_panels(args: argparse.Namespace) -> int:
     for consultation_id, found, total in rows:
         print(f"{consultation_id}\t{found}/{total}")
     print(f"recovered {sum(r[1] for r in rows)} of {sum(r[2] for r in rows)} panel links")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from search.server import serve
+
+    serve(Path(args.index), args.host, args.port, args.allow_origin)
+    return 0
+
+
+def _panels(args: argparse.Namespace) -> int:
+    searcher = Searcher.open(args.index)
+    ids = searcher.ids()
+    partial = args.out.with_name(args.out.name + ".partial")
+    with partial.open("w", encoding="utf-8") as f, tqdm(total=len(ids), unit="panel", disable=args.quiet) as bar:
+        for start in range(0, len(ids), args.batch):
+            batch = ids[start : start + args.batch]
+            for consultation_id, hits in zip(batch, searcher.similar_many(batch, k=args.k)):
+                f.write(json.dumps({"id": consultation_id, "panel": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+            bar.update(len(batch))
+    partial.replace(args.out)
+    print(f"wrote {len(ids)} panels to {args.out}")
     return 0
 
 

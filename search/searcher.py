@@ -46,6 +46,7 @@ class Hit:
     score: float
     scores: dict[str, float | None]
     title: str
+    url: str
     doctor: str
     department: str
     question_excerpt: str
@@ -138,7 +139,27 @@ class Searcher:
         The consultation itself and its duplicates (same question) are left out.
         """
         fusion = fusion or MODES["hybrid"]
-        return self._answer(self._stored_query(self._row(consultation_id)), None, k, fusion, department, _Clock(None))
+        row = self._row(consultation_id)
+        query = self._stored_query(row, self.store.get([row])[0])
+        return self._answer(query, None, k, fusion, department, _Clock(None))
+
+    def similar_many(self, consultation_ids: list[str], k: int = 4, fusion: Fusion | None = None) -> list[list[Hit]]:
+        """similar() for many consultations (precomputed panels): one batched FAISS call per
+        vector signal and one store read, instead of one of each per consultation."""
+        fusion = fusion or MODES["hybrid"]
+        rows = [self._row(i) for i in consultation_ids]
+        queries = [self._stored_query(r, c) for r, c in zip(rows, self.store.get(rows))]
+        depth = max(fusion.depth, k) + 1
+        proposed: list[dict[str, np.ndarray]] = [{} for _ in rows]
+        if "dense_question" in fusion.active and rows:
+            _, found = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
+            for p, f in zip(proposed, found):
+                p["dense_question"] = f[f >= 0]
+        if "dense_reply" in fusion.active and rows:
+            _, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * 3)
+            for p, f in zip(proposed, found):
+                p["dense_reply"] = np.searchsorted(self.reply_offsets, f[f >= 0], side="right") - 1
+        return [self._answer(q, None, k, fusion, None, _Clock(None), p) for q, p in zip(queries, proposed)]
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
         """Ids of the union of each signal's top `depth`, and every signal's score of each.
@@ -175,10 +196,17 @@ class Searcher:
     # -- ranking ----------------------------------------------------------------------------
 
     def _answer(
-        self, query: _Query, text: str | None, k: int, fusion: Fusion, department: str | None, clock: _Clock
+        self,
+        query: _Query,
+        text: str | None,
+        k: int,
+        fusion: Fusion,
+        department: str | None,
+        clock: _Clock,
+        proposed: dict[str, np.ndarray] | None = None,
     ) -> list[Hit]:
         """Candidates, fusion, top k, hits: the path every query takes after its vectors."""
-        rows, scores = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock)
+        rows, scores = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock, proposed)
         top = _top(rows, scores, fusion, k)
         clock.lap("fusion")
         hits = self._hits(*top, query=text)
@@ -191,20 +219,28 @@ class Searcher:
         vector = self.embed(text) if DENSE & set(signals) else None
         return _Query(tokenize(text), vector, vector)
 
-    def _stored_query(self, row: int) -> _Query:
+    def _stored_query(self, row: int, consultation: Consultation) -> _Query:
         """A query made of a stored consultation: its tokens, question vector, mean reply vector."""
         question_vector = np.asarray(self.question_vectors[row])
         start, end = self.reply_offsets[row], self.reply_offsets[row + 1]
         reply_vector = _unit(np.asarray(self.reply_vectors[start:end]).mean(axis=0)) if end > start else question_vector
-        return _Query(tokenize(self.store.get([row])[0].question_text()), question_vector, reply_vector, exclude=row)
+        return _Query(tokenize(consultation.question_text()), question_vector, reply_vector, exclude=row)
 
     def _candidates(
-        self, query: _Query, signals: set[str] | dict, depth: int, department: str | None, clock: _Clock
+        self,
+        query: _Query,
+        signals: set[str] | dict,
+        depth: int,
+        department: str | None,
+        clock: _Clock,
+        proposed: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rows proposed by each signal's top `depth`, and every signal's exact score for each.
 
         A signal with nothing to say about a row (no query term, no reply) scores NaN.
+        `proposed` holds rows a vector signal already found (batched searches skip FAISS here).
         """
+        proposed = proposed or {}
         allowed = None if department is None else self.departments == department.strip().lower()
         depth += 1 if query.exclude is not None else 0
         found: list[np.ndarray] = []
@@ -220,9 +256,13 @@ class Searcher:
             top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
             found.append(top[scores[top] > 0])
         clock.lap("bm25")
-        if "dense_question" in signals:
+        if "dense_question" in proposed:
+            found.append(proposed["dense_question"])
+        elif "dense_question" in signals:
             found.append(vectors.search(self.question_index, self.question_vectors, query.question_vector, depth, allowed)[1])
-        if "dense_reply" in signals:
+        if "dense_reply" in proposed:
+            found.append(proposed["dense_reply"])
+        elif "dense_reply" in signals:
             passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
             passages = vectors.search(self.reply_index, self.reply_vectors, query.reply_vector, depth * 3, passage_allowed)[1]
             found.append(np.searchsorted(self.reply_offsets, passages, side="right") - 1)
@@ -273,6 +313,7 @@ class Searcher:
                     score=float(score),
                     scores={s: None if np.isnan(v[at]) else float(v[at]) for s, v in scores.items()},
                     title=c.title,
+                    url=c.url,
                     doctor=c.doctor,
                     department=c.department,
                     question_excerpt=excerpt(c.question, truncated=c.excerpt),

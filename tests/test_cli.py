@@ -88,3 +88,15 @@ def test_bench_relevance_and_panels_commands(capsys, tmp_path, seeds_index):
     assert code == 1 and "unknown methods magic" in err
     code, out, _ = run(capsys, "bench", "panels", "--index", str(seeds_index))
     assert code == 0 and f"{SEED_000}\t4/4" in out and out.rstrip().endswith("of 8 panel links")
+
+
+def test_panels_precomputes_every_panel_as_similar_would(capsys, tmp_path, seeds_index, searcher):
+    out = tmp_path / "panels.jsonl"
+    code, stdout, _ = run(capsys, "panels", "--index", str(seeds_index), "--out", str(out), "--batch", "4", "--quiet")
+    assert code == 0 and "wrote 9 panels" in stdout
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [p["id"] for p in lines] == searcher.ids()
+    for panel in lines:
+        expected = searcher.similar(panel["id"], k=4)
+        assert [h["id"] for h in panel["panel"]] == [h.id for h in expected]
+    assert not (tmp_path / "panels.jsonl.partial").exists()

@@ -1,0 +1,125 @@
+"""The HTTP API, the Similar Q&A widget and the search page (`simqa serve`), on FastAPI.
+
+FastAPI validates parameters from type hints and publishes the OpenAPI document; the index and
+the model are loaded once, when the app is made, never per request. Requests run in FastAPI's
+thread pool; the Searcher is thread-safe.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from index.errors import SimqaError
+from search.fusion import MODES
+from search.searcher import Searcher
+
+MAX_K = 50
+MAX_QUERY_CHARS = 2_000
+MAX_BATCH = 64
+MAX_BODY_BYTES = 256 * 1024
+STATIC = files("search") / "static"
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+Mode = Annotated[str, Query(pattern="^(" + "|".join(MODES) + ")$", description="ranking: " + ", ".join(MODES))]
+
+
+class SearchRequest(BaseModel):
+    """A batch of questions, answered in one call."""
+
+    queries: list[Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]] = Field(min_length=1, max_length=MAX_BATCH)
+    k: int = Field(10, ge=1, le=MAX_K)
+    mode: str = Field("hybrid", pattern="^(" + "|".join(MODES) + ")$")
+    department: str | None = None
+
+
+def create_app(searcher: Searcher, allow_origins: list[str] | None = None) -> FastAPI:
+    """The app serving one opened index."""
+    app = FastAPI(
+        title="simqa",
+        summary="Similar Q&A search over medical consultations",
+        docs_url=None,  # Swagger UI loads its assets from a CDN: this server makes no outside calls
+        redoc_url=None,
+    )
+    if allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=allow_origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        """Refuse large bodies before reading them (Content-Length), and after (chunked uploads)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
+        if request.method == "POST" and not declared:
+            body = await request.body()
+            if len(body) > MAX_BODY_BYTES:
+                return JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "consultations": len(searcher.store), "model": searcher.manifest.model}
+
+    @app.get("/api/search")
+    def search(
+        q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the question")],
+        k: K = 10,
+        mode: Mode = "hybrid",
+        department: str | None = None,
+    ) -> dict:
+        if not q.strip():
+            raise HTTPException(422, "q must not be blank")
+        return {"query": q, "hits": [h.to_dict() for h in searcher.search(q, k=k, mode=mode, department=department)]}
+
+    @app.post("/api/search")
+    def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
+        if any(not q.strip() for q in request.queries):
+            raise HTTPException(422, "queries must not be blank")
+        results = searcher.search_many(request.queries, k=request.k, mode=request.mode, department=request.department)
+        return {"results": [[h.to_dict() for h in hits] for hits in results]}
+
+    @app.get("/api/similar/{consultation_id}")
+    def similar(consultation_id: str, k: K = 4) -> dict:
+        _known(searcher, consultation_id)
+        return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k)]}
+
+    @app.get("/api/consultations/{consultation_id}")
+    def consultation(consultation_id: str) -> dict:
+        _known(searcher, consultation_id)
+        return searcher.get(consultation_id).to_dict()
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget() -> Response:
+        return Response((STATIC / "widget.js").read_text(encoding="utf-8"), media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.exception_handler(SimqaError)
+    async def simqa_error(request: Request, error: SimqaError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    return app
+
+
+def _known(searcher: Searcher, consultation_id: str) -> None:
+    if consultation_id not in searcher.store.rows:
+        raise HTTPException(404, f"unknown consultation id {consultation_id!r}")
+
+
+def serve(index: Path, host: str = "127.0.0.1", port: int = 8000, allow_origins: list[str] | None = None) -> None:
+    """Open the index, load the model, and serve until interrupted."""
+    import uvicorn
+
+    searcher = Searcher.open(index)
+    searcher.embed("load the model before the first request")
+    uvicorn.run(create_app(searcher, allow_origins), host=host, port=port, log_level="warning")
+

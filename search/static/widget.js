@@ -1,0 +1,83 @@
+/* simqa Similar Q&A widget.
+ *
+ * On the host page:
+ *   <div data-simqa-similar="CONSULTATION_ID"></div>     (or data-simqa-query="free text")
+ *   <script src="https://YOUR-SIMQA-SERVER/widget.js" defer></script>
+ * Optional: data-simqa-k="4" (1..50).
+ *
+ * Every text from the index is set with textContent, never parsed as HTML, so a consultation
+ * containing <script> or <img onerror=...> shows as text. Links are http(s) only.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var base = script && script.src ? new URL(script.src, location.href).origin : location.origin;
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function href(hit) {
+    return /^https?:\/\//i.test(hit.url || "") ? hit.url : base + "/?id=" + encodeURIComponent(hit.id);
+  }
+
+  function link(hit, className, text) {
+    var a = el("a", className, text);
+    a.href = href(hit);
+    return a;
+  }
+
+  function render(box, hits) {
+    box.textContent = "";
+    var panel = el("section", "simqa-panel");
+    panel.appendChild(el("h3", "simqa-heading", "Similar Q&A"));
+    hits.forEach(function (hit) {
+      var entry = el("article", "simqa-entry");
+      entry.setAttribute("data-simqa-id", hit.id);
+      entry.appendChild(link(hit, "simqa-title", hit.title || hit.id));
+      entry.appendChild(el("p", "simqa-question", hit.question_excerpt));
+      if (hit.doctor) entry.appendChild(el("p", "simqa-doctor", "Dr. " + hit.doctor + " reply " + hit.department));
+      if (hit.reply_excerpt) entry.appendChild(el("p", "simqa-reply", hit.reply_excerpt));
+      entry.appendChild(link(hit, "simqa-more", "[Read More] " + (hit.title || hit.id)));
+      panel.appendChild(entry);
+    });
+    box.appendChild(panel);
+  }
+
+  function load(box) {
+    var id = box.getAttribute("data-simqa-similar");
+    var query = box.getAttribute("data-simqa-query");
+    var k = encodeURIComponent(box.getAttribute("data-simqa-k") || "4");
+    var url = id
+      ? base + "/api/similar/" + encodeURIComponent(id) + "?k=" + k
+      : base + "/api/search?q=" + encodeURIComponent(query || "") + "&k=" + k;
+    fetch(url)
+      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+      .then(function (data) { render(box, data.hits); })
+      .catch(function () { box.textContent = ""; });
+  }
+
+  function style() {
+    if (document.getElementById("simqa-style")) return;
+    var css = el("style");
+    css.id = "simqa-style";
+    css.textContent =
+      ".simqa-panel{font:15px/1.45 system-ui,sans-serif;max-width:48rem}" +
+      ".simqa-entry{border-top:1px solid #ddd;padding:.6rem 0}" +
+      ".simqa-title{font-weight:600;color:#0b5cad;text-decoration:none}" +
+      ".simqa-entry p{margin:.25rem 0}.simqa-doctor{color:#555;font-size:.9em}" +
+      ".simqa-more{font-size:.9em;color:#0b5cad}";
+    document.head.appendChild(css);
+  }
+
+  function start() {
+    style();
+    document.querySelectorAll("[data-simqa-similar],[data-simqa-query]").forEach(load);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

