@@ -12,7 +12,7 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-load serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,6 +51,22 @@ bench-relevance: $(STAMP)
 # Cross-validated choice of the default fusion (needs the index bench-relevance builds).
 bench-tune: $(STAMP)
 	$(BIN)/python -m benchmarks.tune_fusion --index $(MEDQUAD_INDEX)
+
+# Speed: builds, per-stage query latency, rank-bm25 and txtai peers (txtai installed here only),
+# synthetic corpora to 1M consultations. About an hour on 2 cores; needs the index bench-relevance builds.
+bench-speed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.speed medquad
+	$(BIN)/python -m benchmarks.speed scale --sizes 10000,100000,1000000
+
+# Load: 16 concurrent clients for 30 s against simqa serve on loopback.
+bench-load: $(STAMP)
+	$(BIN)/python -m benchmarks.load --index $(MEDQUAD_INDEX) --clients 16 --seconds 30
+
+# Serve the seeds index on http://127.0.0.1:8000 (search page at /, widget at /widget.js).
+serve: $(STAMP)
+	$(BIN)/simqa index seeds --index $(DEMO_INDEX) --quiet
+	$(BIN)/simqa serve --index $(DEMO_INDEX)
 
 clean:
 	rm -rf build

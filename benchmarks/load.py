@@ -1,0 +1,114 @@
+"""Bounded load test of `simqa serve` on loopback: N concurrent clients for S seconds.
+
+Starts the server on a free loopback port, then runs asyncio clients (httpx) that loop over a
+mix of requests: free-text search with LiveQA-Med questions (3 in 4) and the Similar Q&A panel
+of a random consultation (1 in 4). Reports throughput, latency percentiles and errors (which
+must be 0), and writes benchmarks/results/load.md and .json.
+
+    python -m benchmarks.load --index build/medquad-index --clients 16 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.liveqa import load_queries
+from index.store import DocumentStore
+from index import layout
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def client(base: str, queries: list[str], ids: list[str], until: float, seed: int, out: dict) -> None:
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        while time.perf_counter() < until:
+            if rng.random() < 0.75:
+                path, params = "/api/search", {"q": rng.choice(queries), "k": 10}
+            else:
+                path, params = f"/api/similar/{rng.choice(ids)}", {"k": 4}
+            start = time.perf_counter()
+            try:
+                response = await http.get(path, params=params)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            out["latency"].append(time.perf_counter() - start)
+            out["errors"] += 0 if ok else 1
+
+
+async def run(base: str, clients: int, seconds: float, queries: list[str], ids: list[str]) -> dict:
+    out = {"latency": [], "errors": 0}
+    start = time.perf_counter()
+    await asyncio.gather(*(client(base, queries, ids, start + seconds, i, out) for i in range(clients)))
+    elapsed = time.perf_counter() - start
+    latency = np.asarray(out["latency"]) * 1e3
+    return {
+        "clients": clients, "seconds": round(elapsed, 1), "requests": len(latency), "errors": out["errors"],
+        "requests_per_second": round(len(latency) / elapsed, 1),
+        "latency_ms": {p: round(float(np.percentile(latency, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--index", default="build/medquad-index")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", args.index, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit("simqa serve did not start")
+            time.sleep(0.5)
+        ids = DocumentStore(Path(args.index) / layout.STORE).ids
+        queries = list(load_queries("summary").values()) + list(load_queries("original").values())
+        result = asyncio.run(run(base, args.clients, args.seconds, queries, ids))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    result["index"] = args.index
+    result["command"] = f"python -m benchmarks.load --index {args.index} --clients {args.clients} --seconds {args.seconds:g}"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "load.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "load.md").write_text(
+        f"# Load test of `simqa serve` on loopback\n\n`{result['command']}`\n\n"
+        f"{result['clients']} concurrent clients for {result['seconds']} s, 3 in 4 requests free-text search (LiveQA-Med "
+        f"questions, k=10), 1 in 4 the Similar Q&A panel of a random consultation (k=4), over {args.index}.\n\n"
+        "| requests | errors | requests/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|\n"
+        f"| {result['requests']} | {result['errors']} | {result['requests_per_second']} | {result['latency_ms']['p50']} | "
+        f"{result['latency_ms']['p95']} | {result['latency_ms']['p99']} |\n")
+    print(json.dumps(result, indent=2))
+    if result["errors"]:
+        raise SystemExit(f"{result['errors']} errors")
+
+
+if __name__ == "__main__":
+    main()
