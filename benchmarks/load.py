@@ -18,22 +18,48 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from benchmarks.liveqa import load_queries
-from index.store import DocumentStore
 from index import layout
+from index.store import DocumentStore
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(index: str | Path, *extra: str):
+    """`simqa serve` on a free loopback port, as a subprocess, until the block ends; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", str(port), *extra],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or process.poll() is not None:
+                raise RuntimeError("simqa serve did not start")
+            time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 async def client(base: str, queries: list[str], ids: list[str], until: float, seed: int, out: dict) -> None:
@@ -73,27 +99,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", args.index, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit("simqa serve did not start")
-            time.sleep(0.5)
+    with running_server(args.index) as base:
         ids = DocumentStore(Path(args.index) / layout.STORE).ids
         queries = list(load_queries("summary").values()) + list(load_queries("original").values())
         result = asyncio.run(run(base, args.clients, args.seconds, queries, ids))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     result["index"] = args.index
     result["command"] = f"python -m benchmarks.load --index {args.index} --clients {args.clients} --seconds {args.seconds:g}"
     RESULTS.mkdir(exist_ok=True)

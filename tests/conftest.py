@@ -36,3 +36,4 @@ def seeds_index(tmp_path_factory, encoder) -> Path:
 @pytest.fixture(scope="session")
 def searcher(seeds_index) -> Searcher:
     return Searcher.open(seeds_index)
+

@@ -15,16 +15,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from benchmarks.load import free_port, running_server
 from tests.conftest import ROOT, SEED_000, SEEDS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,12 +38,6 @@ EVIL = {
     "reply": "Twitching <img src=x onerror=alert(1)> is often benign.",
     "url": "javascript:document.body.setAttribute('data-pwned','link')",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chromium(*args: str) -> str:
@@ -65,37 +58,26 @@ def servers(tmp_path_factory):
     index = work / "index"
     subprocess.run([sys.executable, "-m", "search.cli", "index", str(SEEDS), str(work / "evil.jsonl"),
                     "--index", str(index), "--quiet"], cwd=ROOT, check=True, capture_output=True)
-    api_port, host_port = free_port(), free_port()
+    host_port = free_port()
     host = f"http://127.0.0.1:{host_port}"
-    api = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index),
-                            "--port", str(api_port), "--allow-origin", host], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     site = work / "site"
     site.mkdir()
     (site / "host.html").write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>clinic</title></head>
 <body><h1>A consultation page</h1>
 <div id="panel" data-simqa-similar="{SEED_000}"></div>
 <div id="found" data-simqa-query="muscle twitching in my neck" data-simqa-k="10"></div>
-<script src="http://127.0.0.1:{api_port}/widget.js"></script></body></html>""", encoding="utf-8")
+<script src="API/widget.js"></script></body></html>""", encoding="utf-8")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *a: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", host_port), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or api.poll() is not None:
-                    raise RuntimeError("simqa serve did not start")
-                time.sleep(0.5)
-        yield {"api": f"http://127.0.0.1:{api_port}", "host": host, "work": work}
+        with running_server(index, "--allow-origin", host) as api:
+            page = site / "host.html"
+            page.write_text(page.read_text(encoding="utf-8").replace("API/widget.js", f"{api}/widget.js"), encoding="utf-8")
+            yield {"api": api, "host": host, "work": work}
     finally:
         httpd.shutdown()
-        api.terminate()
-        api.wait(timeout=30)
 
 
 def widget_box(dom: str, box_id: str) -> str:
