@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(index)
     index.add_argument("--model", help="sentence-transformers model directory (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--vector-index", choices=("auto", "flat", "hnsw"), default="auto",
-                       help="FAISS index kind (auto: exact below 250,000 vectors, HNSW above)")
+                       help="FAISS index kind (auto: exact below 20,000 vectors, HNSW from there on)")
     index.add_argument("--cache", metavar="FILE", default=str(default_cache_path()),
                        help="embedding cache: only texts not in it are embedded (default %(default)s)")
     index.add_argument("--no-cache", action="store_true", help="embed everything, use no cache")
