@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,7 @@ class Encoder:
         self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         self.progress = progress
+        self._torch_lock = threading.Lock()
         self.cache = EmbeddingCache(cache, self.fingerprint, self.dimension) if cache else None
         self.backend = backend if backend == "onnx" and onnx_runner.supported(self.model) else "torch"
         self._onnx = None
@@ -120,11 +122,12 @@ class Encoder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self._onnx is not None:
             return np.concatenate([self._onnx.encode(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)])
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=self.progress,
-        )
+        with self._torch_lock:  # its tokenizer is not safe under concurrent calls either
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=self.progress,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)

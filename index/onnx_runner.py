@@ -11,6 +11,7 @@ anything else stays on torch.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -34,6 +35,9 @@ class OnnxRunner:
 
         self.tokenizer = model.tokenizer
         self.max_length = model.max_seq_length
+        # A fast tokenizer called with padding/truncation sets them on shared Rust state, which
+        # fails under concurrent calls ("Already borrowed"); the session itself is thread-safe.
+        self._tokenizer_lock = threading.Lock()
         if not path.is_file():
             _export(model, path)
         options = onnxruntime.SessionOptions()
@@ -43,7 +47,8 @@ class OnnxRunner:
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        with self._tokenizer_lock:
+            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         hidden = self.session.run(None, {name: batch[name].astype(np.int64) for name in self.inputs})[0]
         mask = batch["attention_mask"][..., None].astype(np.float32)
         vectors = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class DocumentStore:
         if not path.is_file():
             raise IndexFormatError(f"{path}: document store missing")
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._lock = threading.Lock()  # one connection shared by request threads
         try:
             rows = self.db.execute("SELECT id, department, question_hash FROM consultations ORDER BY row").fetchall()
         except sqlite3.DatabaseError as error:
@@ -72,7 +74,8 @@ class DocumentStore:
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
-        found = dict(self.db.execute(f"SELECT row, data FROM consultations WHERE row IN ({marks})", [int(r) for r in rows]))
+        with self._lock:
+            found = dict(self.db.execute(f"SELECT row, data FROM consultations WHERE row IN ({marks})", [int(r) for r in rows]))
         return [Consultation.from_dict(json.loads(found[int(r)])) for r in rows]
 
     def close(self) -> None:

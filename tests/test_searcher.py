@@ -154,3 +154,14 @@ def test_search_many_equals_search_and_timings_cover_every_stage(searcher):
     searcher.search(QUERY, k=3, timings=timings)
     assert set(timings) == {"embed", "bm25", "vectors", "rescore", "fusion", "hits"}
     assert all(t >= 0 for t in timings.values())
+
+
+def test_concurrent_queries_match_sequential_ones(searcher):
+    """Request threads share one Searcher: the tokenizer, store and indexes must stay consistent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [QUERY, "wrist twitches after lifting", "head pressure and shaking", "cannot sleep", "neck tension"] * 8
+    expected = {t: [h.id for h in searcher.search(t, k=5)] for t in set(texts)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda t: [h.id for h in searcher.search(t, k=5)], texts))
+    assert got == [expected[t] for t in texts]
