@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.liveqa import load_qrels, load_queries, write_files
-from index import BuildConfig, build_index, read_sources
+from index import BuildConfig, build_index, generations, read_sources
 from index.bm25 import FieldBM25
 from index.consultation import Consultation
 from index.embed import Encoder
@@ -136,15 +136,14 @@ def phase_recall(index: str, queries: int = 100) -> dict:
     """recall@10 of the index's question vector search against exact search, real query vectors."""
     import faiss
 
-    from index import layout, vectors
+    from index import vectors
 
     searcher = Searcher.open(index)
     texts = list(load_queries("summary").values())[:queries]
     query_vectors = np.stack([searcher.embed(t) for t in texts])
     exact = np.argpartition(-(np.asarray(searcher.question_vectors) @ query_vectors.T), 10, axis=0)[:10].T
     faiss.omp_set_num_threads(1)
-    index_ = vectors.load(Path(index) / layout.QUESTION_FAISS)
-    found = [vectors.search(index_, searcher.question_vectors, v, 10)[1] for v in query_vectors]
+    found = [vectors.search(searcher.question_index, searcher.question_vectors, v, 10)[1] for v in query_vectors]
     recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
     return {"recall_at_10": round(float(recall), 4), "kind": searcher.manifest.parameters["vector_index"]["question"]}
 
@@ -183,10 +182,10 @@ def section_medquad() -> dict:
     }
 
     # The full index (questions and reply passages), as `make bench-relevance` builds it.
-    if not (MEDQUAD_INDEX / "manifest.json").is_file():
+    if not generations.is_index(MEDQUAD_INDEX):
         build_index(consultations, MEDQUAD_INDEX, BuildConfig(progress=False))
     result["full"] = {
-        "manifest_build_seconds": json.loads((MEDQUAD_INDEX / "manifest.json").read_text())["parameters"]["build_seconds"],
+        "manifest_build_seconds": Searcher.open(MEDQUAD_INDEX).manifest.parameters["build_seconds"],
         "queries": child("_queries", str(MEDQUAD_INDEX), "--relevance"),
         "recall": child("_recall", str(MEDQUAD_INDEX)),
     }

@@ -1,9 +1,11 @@
 """simqa's indexer: read consultations, build an index directory (see build.build_index)."""
 
+from index import generations
 from index.build import BuildConfig, build_index
 from index.consultation import Consultation, FaqTopic, PanelLink
 from index.errors import IndexFormatError, ParseError, SimqaError
 from index.readers import ReadResult, read_sources
+from index.update import update_index
 
 __all__ = [
     "BuildConfig",
@@ -15,5 +17,7 @@ __all__ = [
     "ReadResult",
     "SimqaError",
     "build_index",
+    "generations",
     "read_sources",
+    "update_index",
 ]

@@ -1,27 +1,25 @@
-"""Build an index directory from consultations: store, BM25, embeddings, FAISS, manifest.
+"""Build an index generation from consultations: store, BM25, embeddings, FAISS, manifest.
 
-The whole directory is written to a temporary sibling and swapped in only when complete, so a
+Each build writes a new generation and switches to it atomically (index/generations.py), so a
 failed or interrupted build leaves the existing index as it was.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from index import layout, vectors
+from index import generations, layout, vectors
 from index.bm25 import B, K1, METHOD, FieldBM25
 from index.consultation import Consultation
-from index.embed import BATCH_SIZE, Encoder, threads
-from index.errors import SimqaError
-from index.manifest import MANIFEST, Manifest
+from index.embed import BATCH_SIZE, Encoder, model_fingerprint, resolve_model, threads
+from index.errors import IndexFormatError, SimqaError
+from index.manifest import Manifest
 from index.passages import MAX_PASSAGES, PASSAGE_WORDS, passages
 from index.store import write_store
 from index.text import TOKENIZER, tokenize
@@ -46,30 +44,55 @@ def build_index(
     config: BuildConfig | None = None,
     encoder: Encoder | None = None,
 ) -> Manifest:
-    """Write a complete index of the consultations to `directory`, replacing any index there.
+    """Write a complete index of the consultations as the next generation of `directory`.
 
-    Pass an already loaded `encoder` to reuse it; otherwise config.model is loaded.
+    Pass an already loaded `encoder` to reuse it; otherwise config.model is loaded (lazily when
+    the directory already holds an index of the same model: cached texts need no model).
     """
     config = config or BuildConfig()
     target = Path(directory)
     _check_replaceable(target)
     if not consultations:
         raise SimqaError("no consultations to index")
+    created = not target.exists()
+    try:
+        with generations.writer_lock(target):
+            return write_generation(consultations, target, config, encoder)
+    except BaseException:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def write_generation(consultations: list[Consultation], target: Path, config: BuildConfig, encoder: Encoder | None) -> Manifest:
+    """The build itself, for callers holding the writer lock: workspace, files, manifest, publish."""
     stages = _Stages(config.progress)
-    stages.start("load_model", "loading the model")
-    encoder = encoder or Encoder(config.model, config.batch_size, config.progress, config.cache)
-    work = target.parent / f".{target.name}.building-{uuid.uuid4().hex[:8]}"
-    work.mkdir(parents=True)
+    stages.start("load_model", "preparing the encoder (the model loads only if texts need embedding)")
+    if encoder is None:
+        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=_known_dimension(target, config))
+    work = generations.workspace(target)
     try:
         manifest = _write(consultations, work, config, encoder, stages)
         stages.stop()
-        manifest.parameters["build_seconds"] = stages.seconds  # up to here; fsync and swap follow
+        manifest.parameters["build_seconds"] = stages.seconds  # up to here; fsync and publish follow
         manifest.write(work)
-        _swap_in(work, target)
+        generations.publish(target, work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return manifest
+
+
+def _known_dimension(target: Path, config: BuildConfig) -> int | None:
+    """The dimension of the index already in `target` if it was built with config.model."""
+    if not generations.is_index(target):
+        return None
+    try:
+        manifest = Manifest.read(generations.current(target))
+    except IndexFormatError:
+        return None
+    fingerprint = model_fingerprint(resolve_model(config.model)[1])
+    return manifest.dimension if manifest.model_fingerprint == fingerprint else None
 
 
 def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder, stages: "_Stages") -> Manifest:
@@ -125,24 +148,10 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
 
 
 def _check_replaceable(target: Path) -> None:
-    """Refuse to overwrite a directory that is not a simqa index (and not empty)."""
-    if target.exists() and not (target / MANIFEST).is_file() and (not target.is_dir() or any(target.iterdir())):
-        raise SimqaError(f"{target} exists and is not a simqa index; refusing to replace it")
-
-
-def _swap_in(work: Path, target: Path) -> None:
-    """Move the finished build into place; the old index is removed only after the move."""
-    for path in (work, *work.rglob("*")):
-        if path.is_file():
-            with path.open("rb") as f:
-                os.fsync(f.fileno())
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-        work.rename(target)
-        shutil.rmtree(old)
-    else:
-        work.rename(target)
+    """Refuse to write into a directory that is neither a simqa index nor empty."""
+    if target.exists() and not generations.is_index(target):
+        if not target.is_dir() or any(p.name != generations.LOCK for p in target.iterdir()):
+            raise SimqaError(f"{target} exists and is not a simqa index; refusing to replace it")
 
 
 class _Stages:

@@ -78,6 +78,8 @@ def normalize_space(text: str) -> str:
 
 
 MAX_ID_LENGTH = 256
+# A field this long is an export gone wrong, not a consultation: refused with a clear error.
+MAX_FIELD_CHARS = 1_000_000
 
 
 def check_id(value: str) -> str | None:

@@ -64,7 +64,9 @@ class Encoder:
 
     `model` is None or DEFAULT_MODEL for the bundled MiniLM, else a model directory.
     `backend` "onnx" runs the model with ONNX Runtime (index/onnx_runner.py), the fast choice
-    for single queries; models it cannot export stay on torch.
+    for single queries; models it cannot export stay on torch. Given the `dimension` (an update
+    knows it from the index), the model is loaded only when a text must really be encoded:
+    texts found in the cache or passed to `remember` need no model.
     """
 
     def __init__(
@@ -74,56 +76,103 @@ class Encoder:
         progress: bool = False,
         cache: Path | None = None,
         backend: str = "torch",
+        dimension: int | None = None,
     ) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
         self.name, self.model_path = resolve_model(model)
         self.fingerprint = model_fingerprint(self.model_path)
-        if not progress:
-            hf_logging.disable_progress_bar()
-        torch.set_num_threads(threads())
-        self.model = SentenceTransformer(str(self.model_path), device="cpu")
-        self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         self.progress = progress
-        self._torch_lock = threading.Lock()
-        self.cache = EmbeddingCache(cache, self.fingerprint, self.dimension) if cache else None
-        self.backend = backend if backend == "onnx" and onnx_runner.supported(self.model) else "torch"
+        self._backend = backend
+        self._dimension = dimension
+        self._cache_path = cache
+        self._cache: EmbeddingCache | None = None
+        self._known: dict[bytes, np.ndarray] = {}
+        self._model = None
         self._onnx = None
-        if self.backend == "onnx":
-            path = default_cache_path().parent / "onnx" / f"{self.fingerprint}.onnx"
-            self._onnx = onnx_runner.OnnxRunner(self.model, path, threads=threads())
+        self._load_lock = threading.Lock()
+        self._torch_lock = threading.Lock()
+        if dimension is None:
+            self._load()
+
+    @property
+    def model(self):
+        """The SentenceTransformer, loaded on first use."""
+        self._load()
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._load()
+        return self._dimension
+
+    @property
+    def backend(self) -> str:
+        """The backend in use: "onnx" only where the model could be exported."""
+        self._load()
+        return "onnx" if self._onnx is not None else "torch"
+
+    def _load(self) -> None:
+        with self._load_lock:
+            if self._model is not None:
+                return
+            import torch
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            if not self.progress:
+                hf_logging.disable_progress_bar()
+            torch.set_num_threads(threads())
+            model = SentenceTransformer(str(self.model_path), device="cpu")
+            dimension = int(model.get_embedding_dimension())
+            if self._dimension is not None and dimension != self._dimension:
+                raise IndexFormatError(f"model {self.name} gives {dimension}-dimensional vectors, expected {self._dimension}")
+            self._dimension = dimension
+            if self._backend == "onnx" and onnx_runner.supported(model):
+                path = default_cache_path().parent / "onnx" / f"{self.fingerprint}.onnx"
+                self._onnx = onnx_runner.OnnxRunner(model, path, threads=threads())
+            self._model = model
+
+    def remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Vectors already known for these texts (an index being updated): never encoded again."""
+        self._known.update(zip((EmbeddingCache.key(t) for t in texts), np.asarray(vectors, dtype=np.float32)))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text: the one batch function.
 
-        With a cache, only texts it has not seen are encoded, in chunks that are stored as they
-        finish, so an interrupted run resumes where it stopped.
+        Texts remembered or in the cache are not encoded; the rest are encoded in chunks stored
+        in the cache as they finish, so an interrupted run resumes where it stopped.
         """
-        if self.cache is None:
-            return self._encode(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         keys = [EmbeddingCache.key(t) for t in texts]
-        found = self.cache.get(keys)
+        found = {k: self._known[k] for k in keys if k in self._known}
+        cache = self._open_cache()
+        if cache is not None:
+            found.update(cache.get([k for k in keys if k not in found]))
         missing = list({k: t for k, t in zip(keys, texts) if k not in found}.items())
         for start in range(0, len(missing), CACHE_CHUNK):
             chunk = missing[start : start + CACHE_CHUNK]
             vectors = self._encode([t for _, t in chunk])
-            self.cache.put([k for k, _ in chunk], vectors)
+            if cache is not None:
+                cache.put([k for k, _ in chunk], vectors)
             found.update(zip((k for k, _ in chunk), vectors))
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _open_cache(self) -> EmbeddingCache | None:
+        if self._cache is None and self._cache_path is not None:
+            self._cache = EmbeddingCache(self._cache_path, self.fingerprint, self.dimension)
+        return self._cache
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Run the model; the library sorts each call's texts by length into batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self.model
         if self._onnx is not None:
             return np.concatenate([self._onnx.encode(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)])
         with self._torch_lock:  # its tokenizer is not safe under concurrent calls either
-            vectors = self.model.encode(
+            vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,

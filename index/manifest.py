@@ -1,8 +1,8 @@
 """manifest.json: what an index directory holds and how it was built.
 
 It records the format version, the model (name, fingerprint, dimension), counts and parameters,
-and every file's size and SHA-256. Opening an index checks the format version and, when a model
-is given, that it is the model the index was built with.
+and every file's size and SHA-256. Opening an index checks the format version, every file's size
+and checksum (`verify`), and that the model is the one the index was built with.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from index.errors import IndexFormatError
 from index.text import TOKENIZER
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: generations (index/generations.py); 1 had the files at the top
 MANIFEST = "manifest.json"
 
 
@@ -64,6 +64,17 @@ class Manifest:
         if tokenizer != TOKENIZER:
             raise IndexFormatError(f"{path}: index tokenized as {tokenizer!r}, this simqa tokenizes as {TOKENIZER!r}; rebuild the index")
         return manifest
+
+    def verify(self, directory: Path, checksums: bool = True) -> None:
+        """Check every listed file exists with its size (and SHA-256); IndexFormatError names the first bad one."""
+        for name, entry in self.files.items():
+            path = directory / name
+            if not path.is_file():
+                raise IndexFormatError(f"{path}: missing; the index is damaged, rebuild it")
+            if path.stat().st_size != entry["bytes"]:
+                raise IndexFormatError(f"{path}: {path.stat().st_size} bytes, the manifest records {entry['bytes']}; the index is damaged, rebuild it")
+            if checksums and _sha256(path) != entry["sha256"]:
+                raise IndexFormatError(f"{path}: checksum differs from the manifest's; the index is damaged, rebuild it")
 
     def check_model(self, model: str, fingerprint: str) -> None:
         """Refuse a model other than the one the index was built with."""

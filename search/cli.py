@@ -1,4 +1,4 @@
-"""The `simqa` command: index, search, similar, serve, panels, bench, list.
+"""The `simqa` command: index, add, delete, verify, search, similar, serve, panels, bench, list.
 
 argparse (standard library) rather than click or typer: subcommands, typed options and help are
 all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from index import BuildConfig, SimqaError, build_index, read_sources
+from index import BuildConfig, SimqaError, build_index, generations, read_sources, update_index
+from index.manifest import Manifest
 from index.embed_cache import default_cache_path
 from search.bench import METHODS, bench_relevance, panel_recovery, read_qrels, read_queries
 from search.fusion import MODES
@@ -49,6 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, index the rest")
     index.add_argument("--quiet", action="store_true", help="no progress output")
     index.set_defaults(run=_index)
+
+    add = commands.add_parser("add", help="add or replace consultations (by id) in an index")
+    add.add_argument("sources", nargs="+", metavar="SOURCE")
+    _index_option(add)
+    add.add_argument("--cache", metavar="FILE", default=str(default_cache_path()), help="embedding cache")
+    add.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, add the rest")
+    add.add_argument("--quiet", action="store_true", help="no progress output")
+    add.set_defaults(run=_add)
+
+    delete = commands.add_parser("delete", help="remove consultations from an index")
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    _index_option(delete)
+    delete.add_argument("--quiet", action="store_true", help="no progress output")
+    delete.set_defaults(run=_delete)
+
+    verify = commands.add_parser("verify", help="check every file of an index against its manifest")
+    _index_option(verify)
+    verify.set_defaults(run=_verify)
 
     search = commands.add_parser("search", help="consultations relevant to a free-text question")
     search.add_argument("text")
@@ -124,7 +143,8 @@ def _format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text")
 
 
-def _index(args: argparse.Namespace) -> int:
+def _read(args: argparse.Namespace) -> list:
+    """Read the sources of `index` and `add`, reporting what --skip-bad skipped."""
     progress = not args.quiet
     result = read_sources(args.sources, skip_bad=args.skip_bad, progress=progress)
     for error in result.skipped:
@@ -133,12 +153,40 @@ def _index(args: argparse.Namespace) -> int:
         print(f"simqa: skipped {len(result.skipped)} bad input(s)", file=sys.stderr)
     if result.ignored_files and progress:
         print(f"simqa: passed over {len(result.ignored_files)} file(s) of other types", file=sys.stderr)
+    return result.consultations
+
+
+def _index(args: argparse.Namespace) -> int:
+    progress = not args.quiet
+    consultations = _read(args)
     cache = None if args.no_cache else Path(args.cache)
     config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache)
-    manifest = build_index(result.consultations, args.index, config)
+    manifest = build_index(consultations, args.index, config)
     counts = manifest.counts
     print(f"indexed {counts['consultations']} consultations ({counts['excerpts']} panel excerpts, "
           f"{counts['reply_passages']} reply passages) into {args.index}")
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    consultations = _read(args)
+    manifest = update_index(args.index, upserts=consultations, config=BuildConfig(progress=not args.quiet, cache=Path(args.cache)))
+    print(f"added or replaced {len(consultations)}; the index holds {manifest.counts['consultations']} consultations")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    manifest = update_index(args.index, deletes=args.ids, config=BuildConfig(progress=not args.quiet))
+    print(f"deleted {len(args.ids)}; the index holds {manifest.counts['consultations']} consultations")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    directory = Path(args.index)
+    generation = generations.current(directory)
+    manifest = Manifest.read(generation)
+    manifest.verify(generation)
+    print(f"{generation}: {len(manifest.files)} files match the manifest (sizes and SHA-256)")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index import layout, vectors
+from index import generations, layout, vectors
 from index.bm25 import FieldBM25
 from index.consultation import Consultation
 from index.embed import Encoder, model_fingerprint, resolve_model
@@ -35,6 +35,9 @@ QUERY_BACKEND = os.environ.get("SIMQA_QUERY_BACKEND", "onnx")
 # similar() leaves out the consultation's duplicates: the same question body (reposts), or
 # question vectors this close (the same question reworded by a few characters).
 DUPLICATE_COSINE = 0.98
+
+# Longer queries are refused: a question is not a document (the HTTP API allows 2,000).
+MAX_QUERY_CHARS = 10_000
 
 
 @dataclass
@@ -60,21 +63,22 @@ class Hit:
 class Searcher:
     """The query side of one index directory. Thread-safe; load once per process."""
 
-    def __init__(self, directory: Path, manifest: Manifest, model: str | None) -> None:
+    def __init__(self, directory: Path, generation: Path, manifest: Manifest, model: str | None, encoder: Encoder | None) -> None:
         self.directory = directory
+        self.generation = generation
         self.manifest = manifest
         self._model = model
-        self._query_encoder: Encoder | None = None
+        self._query_encoder = encoder
         self._lock = threading.Lock()
-        self.store = DocumentStore(directory / layout.STORE)
+        self.store = DocumentStore(generation / layout.STORE)
         n = len(self.store)
-        self.bm25_question = FieldBM25.load(directory / layout.BM25_QUESTION, n)
-        self.bm25_reply = FieldBM25.load(directory / layout.BM25_REPLY, n)
-        self.question_vectors = np.load(directory / layout.QUESTION_VECTORS, mmap_mode="r")
-        self.reply_vectors = np.load(directory / layout.REPLY_VECTORS, mmap_mode="r")
-        self.reply_offsets = np.load(directory / layout.REPLY_OFFSETS)
-        self.question_index = vectors.load(directory / layout.QUESTION_FAISS)
-        self.reply_index = vectors.load(directory / layout.REPLY_FAISS)
+        self.bm25_question = FieldBM25.load(generation / layout.BM25_QUESTION, n)
+        self.bm25_reply = FieldBM25.load(generation / layout.BM25_REPLY, n)
+        self.question_vectors = np.load(generation / layout.QUESTION_VECTORS, mmap_mode="r")
+        self.reply_vectors = np.load(generation / layout.REPLY_VECTORS, mmap_mode="r")
+        self.reply_offsets = np.load(generation / layout.REPLY_OFFSETS)
+        self.question_index = vectors.load(generation / layout.QUESTION_FAISS)
+        self.reply_index = vectors.load(generation / layout.REPLY_FAISS)
         self.departments = np.array([d.lower() for d in self.store.departments])
         # One query searches with one thread: 3.5 ms instead of 5.4 ms for exact search at 47k
         # (two threads cost more to start than they save); concurrency comes from requests.
@@ -83,21 +87,29 @@ class Searcher:
             raise IndexFormatError(f"{directory}: store, vectors and indexes disagree on the number of consultations")
 
     @classmethod
-    def open(cls, directory: str | Path, model: str | None = None) -> "Searcher":
-        """Open an index; `model` (name or path) must be the model it was built with.
+    def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None) -> "Searcher":
+        """Open the current generation of an index; `model` must be the model it was built with.
 
         Without `model`, the model recorded in the manifest is used (loaded on the first query
-        that needs it). Raises IndexFormatError for a missing, damaged or mismatched index.
+        that needs it); a loaded query `encoder` of that model is reused. Every file's size and
+        checksum is checked. Raises IndexFormatError for a missing, damaged or mismatched index.
         """
         directory = Path(directory)
-        manifest = Manifest.read(directory)
-        for name, entry in manifest.files.items():
-            path = directory / name
-            if not path.is_file() or path.stat().st_size != entry["bytes"]:
-                raise IndexFormatError(f"{path}: missing or not the size the manifest records; rebuild the index")
-        name, path = resolve_model(model if model is not None else manifest.model)
-        manifest.check_model(name, model_fingerprint(path))
-        return cls(directory, manifest, name)
+        generation = generations.current(directory)
+        while True:
+            try:
+                manifest = Manifest.read(generation)
+                manifest.verify(generation)
+                name, path = resolve_model(model if model is not None else manifest.model)
+                manifest.check_model(name, model_fingerprint(path))
+                reuse = encoder if encoder is not None and encoder.fingerprint == manifest.model_fingerprint else None
+                return cls(directory, generation, manifest, name, reuse)
+            except (IndexFormatError, FileNotFoundError):
+                # A writer may have published and pruned while we opened: try its generation.
+                latest = generations.current(directory)
+                if latest == generation:
+                    raise
+                generation = latest
 
     # -- public queries -------------------------------------------------------------------
 
@@ -125,10 +137,10 @@ class Searcher:
     ) -> list[list[Hit]]:
         """search() for a batch of questions: their vectors are computed in one model call."""
         fusion = fusion or _mode(mode)
-        if any(not t.strip() for t in texts):
-            raise SimqaError("empty query in the batch")
+        if any(not t.strip() or len(t) > MAX_QUERY_CHARS for t in texts):
+            raise SimqaError(f"empty query, or one over {MAX_QUERY_CHARS:,} characters, in the batch")
         dense = DENSE & set(fusion.active)
-        query_vectors = self._encoder().embed(texts) if dense and texts else [None] * len(texts)
+        query_vectors = self.query_encoder().embed(texts) if dense and texts else [None] * len(texts)
         return [
             self._answer(_Query(tokenize(t), v, v), t, k, fusion, department, _Clock(None)) for t, v in zip(texts, query_vectors)
         ]
@@ -182,9 +194,9 @@ class Searcher:
 
     def embed(self, text: str) -> np.ndarray:
         """The query's unit vector."""
-        return self._encoder().embed([text])[0]
+        return self.query_encoder().embed([text])[0]
 
-    def _encoder(self) -> Encoder:
+    def query_encoder(self) -> Encoder:
         """The query encoder, loaded on first use, once."""
         with self._lock:
             if self._query_encoder is None:
@@ -216,6 +228,8 @@ class Searcher:
     def _text_query(self, text: str, signals: set[str] | dict) -> _Query:
         if not text.strip():
             raise SimqaError("empty query")
+        if len(text) > MAX_QUERY_CHARS:
+            raise SimqaError(f"query of {len(text):,} characters; at most {MAX_QUERY_CHARS:,}")
         vector = self.embed(text) if DENSE & set(signals) else None
         return _Query(tokenize(text), vector, vector)
 

@@ -1,8 +1,9 @@
 """The HTTP API, the Similar Q&A widget and the search page (`simqa serve`), on FastAPI.
 
 FastAPI validates parameters from type hints and publishes the OpenAPI document; the index and
-the model are loaded once, when the app is made, never per request. Requests run in FastAPI's
-thread pool; the Searcher is thread-safe.
+the model are loaded once, when the app is made, never per request; a new generation written by
+`simqa index/add/delete` is picked up without a restart (search/live.py). Requests run in
+FastAPI's thread pool; the Searcher is thread-safe.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from index.errors import SimqaError
 from search.fusion import MODES
+from search.live import LiveSearcher
 from search.searcher import Searcher
 
 MAX_K = 50
@@ -39,8 +41,9 @@ class SearchRequest(BaseModel):
     department: str | None = None
 
 
-def create_app(searcher: Searcher, allow_origins: list[str] | None = None) -> FastAPI:
-    """The app serving one opened index."""
+def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None = None) -> FastAPI:
+    """The app serving an index: a fixed Searcher, or a LiveSearcher that follows new generations."""
+    current = source.get if isinstance(source, LiveSearcher) else lambda: source
     app = FastAPI(
         title="simqa",
         summary="Similar Q&A search over medical consultations",
@@ -64,7 +67,9 @@ def create_app(searcher: Searcher, allow_origins: list[str] | None = None) -> Fa
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "consultations": len(searcher.store), "model": searcher.manifest.model}
+        searcher = current()
+        return {"status": "ok", "consultations": len(searcher.store), "model": searcher.manifest.model,
+                "generation": searcher.generation.name}
 
     @app.get("/api/search")
     def search(
@@ -75,22 +80,24 @@ def create_app(searcher: Searcher, allow_origins: list[str] | None = None) -> Fa
     ) -> dict:
         if not q.strip():
             raise HTTPException(422, "q must not be blank")
-        return {"query": q, "hits": [h.to_dict() for h in searcher.search(q, k=k, mode=mode, department=department)]}
+        return {"query": q, "hits": [h.to_dict() for h in current().search(q, k=k, mode=mode, department=department)]}
 
     @app.post("/api/search")
     def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
         if any(not q.strip() for q in request.queries):
             raise HTTPException(422, "queries must not be blank")
-        results = searcher.search_many(request.queries, k=request.k, mode=request.mode, department=request.department)
+        results = current().search_many(request.queries, k=request.k, mode=request.mode, department=request.department)
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
 
     @app.get("/api/similar/{consultation_id}")
     def similar(consultation_id: str, k: K = 4) -> dict:
+        searcher = current()
         _known(searcher, consultation_id)
         return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k)]}
 
     @app.get("/api/consultations/{consultation_id}")
     def consultation(consultation_id: str) -> dict:
+        searcher = current()
         _known(searcher, consultation_id)
         return searcher.get(consultation_id).to_dict()
 
@@ -119,7 +126,7 @@ def serve(index: Path, host: str = "127.0.0.1", port: int = 8000, allow_origins:
     """Open the index, load the model, and serve until interrupted."""
     import uvicorn
 
-    searcher = Searcher.open(index)
-    searcher.embed("load the model before the first request")
-    uvicorn.run(create_app(searcher, allow_origins), host=host, port=port, log_level="warning")
+    live = LiveSearcher(index)
+    live.get().embed("load the model before the first request")
+    uvicorn.run(create_app(live, allow_origins), host=host, port=port, log_level="warning")
 

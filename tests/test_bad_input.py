@@ -125,3 +125,39 @@ def test_jsonl_round_trips_every_field(tmp_path):
     data = consultation.to_dict()
     assert data.pop("source") == f"{tmp_path / 'one.jsonl'}:1"
     assert data == record
+
+
+def test_page_without_reply(tmp_path):
+    lines = seed_text().splitlines()
+    doctor = lines.index("Dr. Lan Shengxing reply Neurology")
+    text = "\n".join(lines[: doctor + 1] + lines[doctor + 4 :])  # the three reply lines removed
+    error = error_of(write(tmp_path / "page.txt", text))
+    assert (error.line, error.field) == (doctor + 2, "reply")
+
+
+def test_five_megabyte_question_is_refused(tmp_path):
+    path = write(tmp_path / "big.jsonl", json.dumps({"id": "big", "question": "pain " * 1_000_000}) + "\n")
+    error = error_of(path)
+    assert (error.line, error.field) == (1, "question") and "5,000,000 characters" in str(error)
+
+
+def test_duplicate_ids_within_one_file(tmp_path):
+    path = write(tmp_path / "a.jsonl", json.dumps(GOOD) + "\n" + json.dumps(GOOD) + "\n")
+    error = error_of(path)
+    assert error.field == "id" and f"{path}:2" in str(error) and f"first read from {path}:1" in str(error)
+
+
+def test_ids_with_path_characters_are_plain_ids(tmp_path):
+    """Ids are never used as file paths: '../../etc/passwd' is just an id."""
+    odd = {**GOOD, "id": "../../etc/passwd"}
+    (consultation,) = read_sources([write(tmp_path / "odd.jsonl", json.dumps(odd) + "\n")]).consultations
+    assert consultation.id == "../../etc/passwd"
+
+
+def test_query_limits(searcher):
+    from index.errors import SimqaError
+
+    with pytest.raises(SimqaError, match="query of 100,000 characters"):
+        searcher.search("a" * 100_000)
+    with pytest.raises(SimqaError, match="empty query"):
+        searcher.search("")

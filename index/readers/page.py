@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from index.consultation import Consultation, FaqTopic, PanelLink, content_id
+from index.consultation import MAX_FIELD_CHARS, Consultation, FaqTopic, PanelLink, content_id
 from index.errors import ParseError
 
 ASKER = re.compile(r"^(?P<asker>.*?)\s*Ask Date:\s*(?P<date>\S.*?)\s*$")
@@ -85,6 +85,8 @@ class _Page:
         question = self.text(start, asker_at)
         if not question:
             raise self.error(asker_at, "question", "no question text before the asker line")
+        if len(question) > MAX_FIELD_CHARS:
+            raise self.error(start, "question", f"{len(question):,} characters, more than the {MAX_FIELD_CHARS:,} a field may hold")
         asker = ASKER.match(self.lines[asker_at].strip())
 
         doctor_at = self.next_filled(asker_at + 1)
@@ -98,6 +100,8 @@ class _Page:
         reply = self.text(doctor_at + 1, reply_date_at)
         if not reply:
             raise self.error(reply_date_at, "reply", "no reply text between the doctor line and 'Reply Date:'")
+        if len(reply) > MAX_FIELD_CHARS:
+            raise self.error(doctor_at + 1, "reply", f"{len(reply):,} characters, more than the {MAX_FIELD_CHARS:,} a field may hold")
 
         sections = self.sections(reply_date_at + 1)
         page_id = Path(self.path).stem

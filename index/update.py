@@ -1,0 +1,63 @@
+"""Updates: upsert and delete consultations, writing a new generation.
+
+The new generation is built from the current one's consultations with the changes applied:
+updated consultations keep their place, new ones are appended, deleted ones removed. Every text
+whose vector the current generation holds (question texts, reply passages) reuses it, so only
+new or changed texts are embedded, and the model is loaded only if there are any. The result is
+the index a full build of the same consultations, in the same order, would give.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from index import generations, layout
+from index.build import BuildConfig, write_generation
+from index.consultation import Consultation
+from index.embed import Encoder
+from index.errors import SimqaError
+from index.manifest import Manifest
+from index.passages import passages
+from index.store import DocumentStore
+
+
+def update_index(
+    directory: str | Path,
+    upserts: list[Consultation] = (),
+    deletes: list[str] = (),
+    config: BuildConfig | None = None,
+) -> Manifest:
+    """Apply upserts (by id) and deletes to the index in `directory`; returns the new manifest."""
+    config = config or BuildConfig()
+    directory = Path(directory)
+    with generations.writer_lock(directory):
+        generation = generations.current(directory)
+        manifest = Manifest.read(generation)
+        store = DocumentStore(generation / layout.STORE)
+        consultations = store.get(list(range(len(store))))
+        store.close()
+        missing = [i for i in deletes if i not in store.rows]
+        if missing:
+            raise SimqaError(f"cannot delete unknown consultation id(s): {', '.join(map(repr, missing[:5]))}")
+        changed = {c.id: c for c in upserts}
+        dropped = set(deletes)
+        kept = [changed.pop(c.id, c) for c in consultations if c.id not in dropped]
+        updated = kept + list(changed.values())
+        if not updated:
+            raise SimqaError("the update would leave the index empty; delete the directory instead")
+        params = manifest.parameters
+        config = BuildConfig(**{**config.__dict__, "model": manifest.model,
+                                "passage_words": params["passage_words"], "max_passages": params["max_passages"]})
+        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=manifest.dimension)
+        _remember_vectors(encoder, generation, consultations, config)
+        return write_generation(updated, directory, config, encoder)
+
+
+def _remember_vectors(encoder: Encoder, generation: Path, consultations: list[Consultation], config: BuildConfig) -> None:
+    """Hand the encoder every vector the generation holds, keyed by the text it embeds."""
+    encoder.remember([c.question_text() for c in consultations], np.load(generation / layout.QUESTION_VECTORS))
+    texts = [p for c in consultations for p in passages(c.reply_text(), config.passage_words, config.max_passages)]
+    encoder.remember(texts, np.load(generation / layout.REPLY_VECTORS))
+

@@ -1,0 +1,215 @@
+"""Index lifecycle: updates equal a full build, one writer at a time, kill -9 at any moment,
+integrity checks, and a server that follows new generations without errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from benchmarks.load import running_server
+from index import BuildConfig, build_index, generations, read_sources, update_index
+from index.consultation import Consultation
+from index.embed import Encoder
+from index.errors import IndexFormatError, SimqaError
+from search import Searcher
+from tests.conftest import ROOT, SEED_000, SEED_003, SEEDS
+
+EXTRA = [
+    Consultation(id="knee", title="Knee pain after running", question="My knee hurts after long runs, mostly on stairs.",
+                 doctor="Ana Lee", department="Orthopedics", reply="Rest, ice, and see a physiotherapist if it persists."),
+    Consultation(id="rash", title="Itchy rash on arms", question="I have an itchy red rash on both arms since last week.",
+                 doctor="Bo Chen", department="Dermatology", reply="It may be contact dermatitis; avoid new soaps."),
+    Consultation(id="tremor", title="Hand tremor when tired", question="My hands shake when I am tired or nervous.",
+                 doctor="Lin Zijing", department="Neurology", reply="A physiological tremor is common; sleep more."),
+]
+QUERIES = ["knee hurts on stairs", "itchy rash", "hands shake when nervous", "muscle twitching neck"]
+
+
+def write_jsonl(path, consultations: list[Consultation]):
+    path.write_text("".join(json.dumps({k: v for k, v in c.to_dict().items() if k != "source"}) + "\n"
+                            for c in consultations), encoding="utf-8")
+    return path
+
+
+def config() -> BuildConfig:
+    return BuildConfig(progress=False, vector_index="flat")
+
+
+def rankings(directory) -> list:
+    searcher = Searcher.open(directory)
+    out = []
+    for text in QUERIES:
+        for mode in ("hybrid", "bm25", "dense"):
+            out.append([(h.id, round(h.score, 5)) for h in searcher.search(text, k=6, mode=mode)])
+    for consultation_id in (SEED_000, "knee"):
+        if consultation_id in searcher.store.rows:
+            out.append([(h.id, round(h.score, 5)) for h in searcher.similar(consultation_id, k=4)])
+    return out
+
+
+def test_updates_equal_a_fresh_build_and_embed_only_what_changed(tmp_path, encoder, monkeypatch):
+    seeds = read_sources([SEEDS]).consultations
+    build_index(seeds, tmp_path / "live", config(), encoder=encoder)
+
+    encoded: list[str] = []
+    original = Encoder._encode
+    monkeypatch.setattr(Encoder, "_encode", lambda self, texts: encoded.extend(texts) or original(self, texts))
+    update_index(tmp_path / "live", upserts=EXTRA[:2], config=config())
+    assert sorted(encoded) == sorted([c.question_text() for c in EXTRA[:2]] + [c.reply_text() for c in EXTRA[:2]])
+    encoded.clear()
+    changed = Consultation(**{**EXTRA[0].to_dict(), "reply": "Rest and ice; see a physiotherapist."})
+    update_index(tmp_path / "live", upserts=[changed, EXTRA[2]], deletes=[SEED_003], config=config())
+    assert sorted(encoded) == sorted([changed.reply_text(), EXTRA[2].question_text(), EXTRA[2].reply_text()])
+    encoded.clear()
+    update_index(tmp_path / "live", deletes=["rash"], config=config())
+    assert encoded == []  # a delete embeds nothing
+
+    final = [c for c in seeds if c.id != SEED_003] + [changed, EXTRA[2]]
+    assert Searcher.open(tmp_path / "live").ids() == [c.id for c in final]
+    build_index(final, tmp_path / "fresh", config(), encoder=encoder)
+    assert rankings(tmp_path / "live") == rankings(tmp_path / "fresh")
+    assert sorted(p.name for p in (tmp_path / "live").iterdir()) == [".lock", "CURRENT", "gen-00000003", "gen-00000004"]
+
+
+def test_update_errors(tmp_path, encoder):
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
+    with pytest.raises(SimqaError, match="unknown consultation id"):
+        update_index(tmp_path / "idx", deletes=["nope"])
+    with pytest.raises(IndexFormatError, match="not a simqa index"):
+        update_index(tmp_path / "missing", upserts=EXTRA)
+
+
+def test_one_writer_at_a_time_and_readers_never_wait(tmp_path, encoder):
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
+    with generations.writer_lock(tmp_path / "idx"):
+        with pytest.raises(SimqaError, match="being written by another simqa process"):
+            update_index(tmp_path / "idx", upserts=EXTRA)
+        done = subprocess.run([sys.executable, "-m", "search.cli", "delete", SEED_003, "--index", str(tmp_path / "idx")],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 1 and "being written by another simqa process" in done.stderr
+        assert len(Searcher.open(tmp_path / "idx").store) == 9  # a reader opens while the lock is held
+
+
+def run_killed(args: list[str], after: float) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "search.cli", *args, "--quiet"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(after)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def check_after_kill(directory, counts: set[int]) -> int:
+    searcher = Searcher.open(directory)
+    assert len(searcher.store) in counts
+    assert searcher.search("knee pain after running", k=3, mode="bm25") is not None
+    assert len(searcher.similar(SEED_000, k=3)) == 3
+    return len(searcher.store)
+
+
+def timed_run(args: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "search.cli", *args, "--quiet"], cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+TRIALS = int(os.environ.get("SIMQA_KILL_TRIALS", "20"))
+
+
+def test_kill_minus_9_during_builds_and_updates(tmp_path):
+    """Each trial kills a writer at a random moment of its run; the index must open on the old or
+    the new generation, answer, and take the next update."""
+    rng = random.Random(9)
+    index = tmp_path / "idx"
+    extra = write_jsonl(tmp_path / "extra.jsonl", EXTRA)
+    build = ["index", str(SEEDS), str(extra), "--index", str(index)]
+    timed_run(build)  # fills the embedding cache; later runs need no model
+    build_seconds = timed_run(build)
+    for _ in range(TRIALS):
+        run_killed(build, rng.uniform(0.05, build_seconds))
+        check_after_kill(index, {12})
+    delete = ["delete", "knee", "--index", str(index)]
+    add = ["add", str(extra), "--index", str(index)]
+    update_seconds = timed_run(delete) + 0.1
+    timed_run(add)
+    for _ in range(TRIALS):
+        run_killed(delete, rng.uniform(0.05, update_seconds))
+        if check_after_kill(index, {11, 12}) == 11:
+            timed_run(add)  # the next update succeeds
+    timed_run(delete)
+    assert check_after_kill(index, {11}) == 11
+    leftovers = [p.name for p in index.iterdir() if p.name.startswith(".building")]
+    assert leftovers == []  # interrupted writers' workspaces are removed by the next writer
+
+
+@pytest.mark.parametrize("name", ["consultations.sqlite", "question_vectors.npy", "reply_offsets.npy", "question.faiss",
+                                  "bm25_question/data.csc.index.npy", "bm25_reply/vocab.index.json"])
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_files_are_named(tmp_path, encoder, name, damage, capsys):
+    from search.cli import main
+
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
+    path = generations.current(tmp_path / "idx") / name
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(data)
+    with pytest.raises(IndexFormatError, match=name.split("/")[-1]):
+        Searcher.open(tmp_path / "idx")
+    assert main(["verify", "--index", str(tmp_path / "idx")]) == 1
+    assert name.split("/")[-1] in capsys.readouterr().err
+
+
+def test_damaged_manifest_and_pointer(tmp_path, encoder):
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
+    generation = generations.current(tmp_path / "idx")
+    (generation / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexFormatError, match="manifest.json"):
+        Searcher.open(tmp_path / "idx")
+    (tmp_path / "idx" / "CURRENT").write_text("gen-00000099\n")
+    with pytest.raises(IndexFormatError, match="CURRENT"):
+        Searcher.open(tmp_path / "idx")
+
+
+def test_server_follows_updates_without_errors(tmp_path, encoder):
+    index = tmp_path / "idx"
+    build_index(read_sources([SEEDS]).consultations, index, config(), encoder=encoder)
+    extra = write_jsonl(tmp_path / "extra.jsonl", EXTRA)
+    errors, answered, stop = [], [0], threading.Event()
+    with running_server(index) as base:
+        def load() -> None:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                while not stop.is_set():
+                    for path, params in (("/api/search", {"q": "knee pain", "k": 5}), (f"/api/similar/{SEED_000}", {"k": 4})):
+                        response = client.get(path, params=params)
+                        if response.status_code != 200:
+                            errors.append((path, response.status_code, response.text))
+                        answered[0] += 1
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for args in (["add", str(extra)], ["delete", "rash"], ["add", str(extra)]):
+            subprocess.run([sys.executable, "-m", "search.cli", *args, "--index", str(index), "--quiet"], cwd=ROOT, check=True,
+                           capture_output=True)
+            time.sleep(1.5)
+        deadline = time.time() + 10
+        while httpx.get(base + "/healthz").json()["generation"] != "gen-00000004" and time.time() < deadline:
+            time.sleep(0.2)
+        found = httpx.get(base + "/api/consultations/rash")
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == [] and answered[0] > 20
+    assert found.status_code == 200 and found.json()["title"] == "Itchy rash on arms"
