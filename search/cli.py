@@ -39,24 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     index = commands.add_parser("index", help="build an index directory from pages, JSONL files or directories")
-    index.add_argument("sources", nargs="+", metavar="SOURCE")
-    _index_option(index)
+    _source_options(index)
     index.add_argument("--model", help="sentence-transformers model directory (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--vector-index", choices=("auto", "flat", "hnsw"), default="auto",
                        help="FAISS index kind (auto: exact below 20,000 vectors, HNSW from there on)")
-    index.add_argument("--cache", metavar="FILE", default=str(default_cache_path()),
-                       help="embedding cache: only texts not in it are embedded (default %(default)s)")
     index.add_argument("--no-cache", action="store_true", help="embed everything, use no cache")
-    index.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, index the rest")
-    index.add_argument("--quiet", action="store_true", help="no progress output")
     index.set_defaults(run=_index)
 
     add = commands.add_parser("add", help="add or replace consultations (by id) in an index")
-    add.add_argument("sources", nargs="+", metavar="SOURCE")
-    _index_option(add)
-    add.add_argument("--cache", metavar="FILE", default=str(default_cache_path()), help="embedding cache")
-    add.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, add the rest")
-    add.add_argument("--quiet", action="store_true", help="no progress output")
+    _source_options(add)
     add.set_defaults(run=_add)
 
     delete = commands.add_parser("delete", help="remove consultations from an index")
@@ -123,6 +114,16 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(listing)
     listing.set_defaults(run=_list)
     return parser
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    """What `index` and `add` share: sources, the index, the cache, --skip-bad, --quiet."""
+    parser.add_argument("sources", nargs="+", metavar="SOURCE")
+    _index_option(parser)
+    parser.add_argument("--cache", metavar="FILE", default=str(default_cache_path()),
+                        help="embedding cache: only texts not in it are embedded (default %(default)s)")
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _index_option(parser: argparse.ArgumentParser) -> None:
