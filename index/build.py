@@ -6,6 +6,8 @@ failed or interrupted build leaves the existing index as it was.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sys
 import time
@@ -19,7 +21,7 @@ from index.bm25 import B, K1, METHOD, FieldBM25
 from index.consultation import Consultation
 from index.embed import BATCH_SIZE, Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
-from index.manifest import Manifest
+from index.manifest import FORMAT_VERSION, Manifest
 from index.passages import MAX_PASSAGES, PASSAGE_WORDS, passages
 from index.store import write_store
 from index.text import TOKENIZER, tokenize
@@ -70,9 +72,15 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
     stages.start("load_model", "preparing the encoder (the model loads only if texts need embedding)")
     if encoder is None:
         encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=_known_dimension(target, config))
+    digest = _content_digest(consultations, config, encoder.fingerprint)
+    unchanged = _current_manifest(target)
+    if unchanged is not None and unchanged.parameters.get("content_sha256") == digest:
+        stages.start("unchanged", "the index already holds exactly these consultations: nothing to write")
+        return unchanged
     work = generations.workspace(target)
     try:
         manifest = _write(consultations, work, config, encoder, stages)
+        manifest.parameters["content_sha256"] = digest
         stages.stop()
         manifest.parameters["build_seconds"] = stages.seconds  # up to here; fsync and publish follow
         manifest.write(work)
@@ -83,16 +91,33 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
     return manifest
 
 
-def _known_dimension(target: Path, config: BuildConfig) -> int | None:
-    """The dimension of the index already in `target` if it was built with config.model."""
+def _current_manifest(target: Path) -> Manifest | None:
+    """The manifest of the index already in `target`, if there is a readable one."""
     if not generations.is_index(target):
         return None
     try:
-        manifest = Manifest.read(generations.current(target))
+        return Manifest.read(generations.current(target))
     except IndexFormatError:
         return None
+
+
+def _known_dimension(target: Path, config: BuildConfig) -> int | None:
+    """The dimension of the index already in `target` if it was built with config.model."""
+    manifest = _current_manifest(target)
     fingerprint = model_fingerprint(resolve_model(config.model)[1])
-    return manifest.dimension if manifest.model_fingerprint == fingerprint else None
+    return manifest.dimension if manifest is not None and manifest.model_fingerprint == fingerprint else None
+
+
+def _content_digest(consultations: list[Consultation], config: BuildConfig, model_fingerprint_: str) -> str:
+    """SHA-256 of everything a generation is made from: the consultations in order, the model and
+    the parameters. Equal digests mean an identical index, so a rebuild can be skipped."""
+    digest = hashlib.sha256()
+    settings = [FORMAT_VERSION, TOKENIZER, model_fingerprint_, config.passage_words, config.max_passages, config.vector_index]
+    digest.update(json.dumps(settings).encode())
+    for c in consultations:
+        digest.update(json.dumps(c.to_dict(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder, stages: "_Stages") -> Manifest:

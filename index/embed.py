@@ -170,7 +170,13 @@ class Encoder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self.model
         if self._onnx is not None:
-            return np.concatenate([self._onnx.encode(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)])
+            # Batches of similar length pad little; sentence-transformers does the same on torch.
+            order = np.argsort([-len(t) for t in texts], kind="stable")
+            out = np.empty((len(texts), self.dimension), dtype=np.float32)
+            for start in range(0, len(texts), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                out[chunk] = self._onnx.encode([texts[i] for i in chunk])
+            return out
         with self._torch_lock:  # its tokenizer is not safe under concurrent calls either
             vectors = model.encode(
                 texts,

@@ -320,6 +320,9 @@ class Searcher:
         hits = []
         for rank, (c, score) in enumerate(zip(self.store.get(rows.tolist()), fused), 1):
             at = rank - 1
+            question_excerpt = excerpt(c.question, truncated=c.excerpt)
+            reply_excerpt = excerpt(c.reply or c.more_info, truncated=c.excerpt)
+            shown = "\n".join((c.title, question_excerpt, reply_excerpt))
             hits.append(
                 Hit(
                     id=c.id,
@@ -330,9 +333,10 @@ class Searcher:
                     url=c.url,
                     doctor=c.doctor,
                     department=c.department,
-                    question_excerpt=excerpt(c.question, truncated=c.excerpt),
-                    reply_excerpt=excerpt(c.reply or c.more_info, truncated=c.excerpt),
-                    matched_terms=matched_terms(query, c.question_text() + "\n" + c.reply_text()) if query else [],
+                    question_excerpt=question_excerpt,
+                    reply_excerpt=reply_excerpt,
+                    # what a page can highlight: query words found in the texts the hit shows
+                    matched_terms=matched_terms(query, shown) if query else [],
                 )
             )
         return hits

@@ -131,12 +131,18 @@ def test_kill_minus_9_during_builds_and_updates(tmp_path):
     rng = random.Random(9)
     index = tmp_path / "idx"
     extra = write_jsonl(tmp_path / "extra.jsonl", EXTRA)
-    build = ["index", str(SEEDS), str(extra), "--index", str(index)]
-    timed_run(build)  # fills the embedding cache; later runs need no model
-    build_seconds = timed_run(build)
-    for _ in range(TRIALS):
-        run_killed(build, rng.uniform(0.05, build_seconds))
-        check_after_kill(index, {12})
+    fewer = write_jsonl(tmp_path / "fewer.jsonl", EXTRA[:2])
+    builds = [["index", str(SEEDS), str(source), "--index", str(index)] for source in (extra, fewer)]
+    timed_run(builds[0])  # fills the embedding cache; later runs need no model
+    build_seconds = timed_run(builds[1])
+    interrupted_writes = 0
+    for trial in range(TRIALS):
+        # alternate the corpus, so that every killed build has a new generation to write
+        run_killed(builds[trial % 2], rng.uniform(0.05, build_seconds))
+        interrupted_writes += any(p.name.startswith(".building") for p in index.iterdir())
+        check_after_kill(index, {11, 12})
+    assert interrupted_writes > 0  # some kills landed while a generation was being written
+    timed_run(builds[0])
     delete = ["delete", "knee", "--index", str(index)]
     add = ["add", str(extra), "--index", str(index)]
     update_seconds = timed_run(delete) + 0.1
@@ -213,3 +219,13 @@ def test_server_follows_updates_without_errors(tmp_path, encoder):
             t.join()
     assert errors == [] and answered[0] > 20
     assert found.status_code == 200 and found.json()["title"] == "Itchy rash on arms"
+
+
+def test_rebuilding_an_unchanged_corpus_writes_nothing(tmp_path, encoder):
+    seeds = read_sources([SEEDS]).consultations
+    first = build_index(seeds, tmp_path / "idx", config(), encoder=encoder)
+    again = build_index(seeds, tmp_path / "idx", config())
+    assert again.parameters["content_sha256"] == first.parameters["content_sha256"]
+    assert generations.current(tmp_path / "idx").name == "gen-00000001"
+    build_index(seeds[:-1], tmp_path / "idx", config(), encoder=encoder)
+    assert generations.current(tmp_path / "idx").name == "gen-00000002"
