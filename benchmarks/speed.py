@@ -459,7 +459,10 @@ def main() -> None:
             sizes = [int(s) for s in args.sizes.split(",")]
             consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
             scale = section_scale(sizes, consultations, MEDQUAD_INDEX)
-            (RESULTS / "scale.json").write_text(json.dumps(scale, indent=2) + "\n")
+            path = RESULTS / "scale.json"
+            earlier = json.loads(path.read_text()) if path.is_file() else {}  # sizes not rerun are kept
+            merged = {n: row for n, row in sorted({**earlier, **scale}.items(), key=lambda item: int(item[0]))}
+            path.write_text(json.dumps(merged, indent=2) + "\n")
         print(report())
 
 

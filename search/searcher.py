@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 from index import generations, layout, vectors
 from index.bm25 import FieldBM25
 from index.consultation import Consultation
-from index.embed import Encoder, model_fingerprint, resolve_model
+from index.embed import Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.store import DocumentStore
@@ -141,9 +142,8 @@ class Searcher:
             raise SimqaError(f"empty query, or one over {MAX_QUERY_CHARS:,} characters, in the batch")
         dense = DENSE & set(fusion.active)
         query_vectors = self.query_encoder().embed(texts) if dense and texts else [None] * len(texts)
-        return [
-            self._answer(_Query(tokenize(t), v, v), t, k, fusion, department, _Clock(None)) for t, v in zip(texts, query_vectors)
-        ]
+        queries = [_Query(tokenize(t), v, v) for t, v in zip(texts, query_vectors)]
+        return self._answer_many(queries, texts, k, fusion, department)
 
     def similar(self, consultation_id: str, k: int = 4, department: str | None = None, fusion: Fusion | None = None) -> list[Hit]:
         """The Similar Q&A panel of a stored consultation, from its stored vectors (no embedding).
@@ -161,17 +161,7 @@ class Searcher:
         fusion = fusion or MODES["hybrid"]
         rows = [self._row(i) for i in consultation_ids]
         queries = [self._stored_query(r, c) for r, c in zip(rows, self.store.get(rows))]
-        depth = max(fusion.depth, k) + 1
-        proposed: list[dict[str, np.ndarray]] = [{} for _ in rows]
-        if "dense_question" in fusion.active and rows:
-            _, found = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
-            for p, f in zip(proposed, found):
-                p["dense_question"] = f[f >= 0]
-        if "dense_reply" in fusion.active and rows:
-            _, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * 3)
-            for p, f in zip(proposed, found):
-                p["dense_reply"] = np.searchsorted(self.reply_offsets, f[f >= 0], side="right") - 1
-        return [self._answer(q, None, k, fusion, None, _Clock(None), p) for q, p in zip(queries, proposed)]
+        return self._answer_many(queries, [None] * len(queries), k, fusion, None)
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
         """Ids of the union of each signal's top `depth`, and every signal's score of each.
@@ -224,6 +214,30 @@ class Searcher:
         hits = self._hits(*top, query=text)
         clock.lap("hits")
         return hits
+
+    def _answer_many(
+        self, queries: list[_Query], texts: list[str | None], k: int, fusion: Fusion, department: str | None
+    ) -> list[list[Hit]]:
+        """_answer for a batch: one FAISS call per vector signal, searching queries on every
+        core, then the per-query work on a thread pool (numpy, FAISS and SQLite release the GIL)."""
+        proposed: list[dict[str, np.ndarray]] = [{} for _ in queries]
+        if queries and department is None:
+            depth = max(fusion.depth, k) + (1 if queries[0].exclude is not None else 0)  # as _candidates
+            workers = threads()
+            faiss.omp_set_num_threads(workers)
+            try:
+                if "dense_question" in fusion.active:
+                    _, found = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
+                    for p, f in zip(proposed, found):
+                        p["dense_question"] = f[f >= 0]
+                if "dense_reply" in fusion.active:
+                    _, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * 3)
+                    for p, f in zip(proposed, found):
+                        p["dense_reply"] = np.searchsorted(self.reply_offsets, f[f >= 0], side="right") - 1
+            finally:
+                faiss.omp_set_num_threads(1)
+        with ThreadPoolExecutor(max_workers=threads()) as pool:
+            return list(pool.map(lambda q, t, p: self._answer(q, t, k, fusion, department, _Clock(None), p), queries, texts, proposed))
 
     def _text_query(self, text: str, signals: set[str] | dict) -> _Query:
         if not text.strip():
