@@ -240,6 +240,7 @@ def encoder_backends(encoder: Encoder, consultations: list[Consultation]) -> dic
     int8_runner = onnx_runner.OnnxRunner(encoder.model, int8, threads())
     out: dict = {}
     for name, texts in samples.items():
+        texts = sorted(texts, key=len)  # every backend gets length-sorted batches, as builds do
         reference, torch_seconds = timed(encoder.embed, texts)
         _, bare_seconds = timed(encoder.model.encode, texts, batch_size=64, normalize_embeddings=True)
         _, fp32_seconds = timed(onnx.embed, texts)
