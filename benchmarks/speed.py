@@ -311,6 +311,7 @@ def section_scale(sizes: list[int], consultations: list[Consultation], pool_inde
     for n in sizes:
         corpus, generate = timed(synthetic_corpus, n, consultations)
         directory = work / f"synthetic-{n}"
+        shutil.rmtree(directory, ignore_errors=True)  # a cold build, not the no-op of an unchanged corpus
         manifest, build = timed(build_index, corpus, directory, BuildConfig(progress=False), encoder=synthetic)
         del corpus
         out[str(n)] = {
