@@ -13,7 +13,6 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 
 from benchmarks.load import running_server
