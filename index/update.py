@@ -9,6 +9,7 @@ the index a full build of the same consultations, in the same order, would give.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,8 @@ def update_index(
         manifest = Manifest.read(generation)
         store = DocumentStore(generation / layout.STORE)
         consultations = store.get(list(range(len(store))))
-        store.close()
         missing = [i for i in deletes if i not in store.rows]
+        store.close()
         if missing:
             raise SimqaError(f"cannot delete unknown consultation id(s): {', '.join(map(repr, missing[:5]))}")
         changed = {c.id: c for c in upserts}
@@ -48,8 +49,7 @@ def update_index(
         if not updated:
             raise SimqaError("the update would leave the index empty; delete the directory instead")
         params = manifest.parameters
-        config = BuildConfig(**{**config.__dict__, "model": manifest.model,
-                                "passage_words": params["passage_words"], "max_passages": params["max_passages"]})
+        config = replace(config, model=manifest.model, passage_words=params["passage_words"], max_passages=params["max_passages"])
         encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=manifest.dimension)
         _remember_vectors(encoder, generation, consultations, config)
         return write_generation(updated, directory, config, encoder)

@@ -173,10 +173,9 @@ def panel_recovery(searcher: Searcher, fusion: Fusion | None = None) -> list[tup
     Only links to consultations in the index count; k is the number of such links.
     """
     out = []
-    for consultation_id in searcher.ids():
-        consultation = searcher.get(consultation_id)
+    for consultation in searcher.store.get(list(range(len(searcher.store)))):  # one read, not one per id
         links = {p.id for p in consultation.panel if p.id in searcher.store.rows}
         if links:
-            found = {h.id for h in searcher.similar(consultation_id, k=len(links), fusion=fusion)}
-            out.append((consultation_id, len(links & found), len(links)))
+            found = {h.id for h in searcher.similar(consultation.id, k=len(links), fusion=fusion)}
+            out.append((consultation.id, len(links & found), len(links)))
     return out
