@@ -94,17 +94,29 @@ def test_one_writer_at_a_time_and_readers_never_wait(tmp_path, encoder):
         with pytest.raises(SimqaError, match="being written by another simqa process"):
             update_index(tmp_path / "idx", upserts=EXTRA)
         done = subprocess.run([sys.executable, "-m", "search.cli", "delete", SEED_003, "--index", str(tmp_path / "idx")],
-                              cwd=ROOT, capture_output=True, text=True)
+                              check=False, cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 1 and "being written by another simqa process" in done.stderr
         assert len(Searcher.open(tmp_path / "idx").store) == 9  # a reader opens while the lock is held
 
 
-def run_killed(args: list[str], after: float) -> None:
+def workspaces(index) -> set[str]:
+    return {p.name for p in index.iterdir() if p.name.startswith(generations.BUILDING)}
+
+
+def run_killed(args: list[str], index, delay: float) -> bool:
+    """Start a writer, wait until its workspace appears, then kill -9 it `delay` seconds later.
+    Waiting for the workspace (not a timer from start-up) makes the kill land inside the write on
+    any machine speed. True when the kill interrupted a generation being written (its workspace is
+    left behind)."""
+    stale = workspaces(index)  # left by earlier kills; removed only when a writer publishes
     process = subprocess.Popen([sys.executable, "-m", "search.cli", *args, "--quiet"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(after)
+    while process.poll() is None and not workspaces(index) - stale:
+        time.sleep(0.001)
+    time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    return bool(workspaces(index) - stale)
 
 
 def check_after_kill(directory, counts: set[int]) -> int:
@@ -119,19 +131,18 @@ def timed_run(args: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "search.cli", *args, "--quiet"], cwd=ROOT, check=True, capture_output=True)
 
 
-def write_window(args: list[str], index) -> tuple[float, float]:
-    """When, after its start, an uninterrupted writer has its workspace (seconds): kills aimed
-    there interrupt a generation being written, not the Python start-up."""
-    start = time.perf_counter()
+def write_window(args: list[str], index) -> float:
+    """How long an uninterrupted writer keeps its workspace (seconds): kill delays are drawn from
+    this window, so that most kills interrupt a generation being written."""
     process = subprocess.Popen([sys.executable, "-m", "search.cli", *args, "--quiet"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[float] = []
     while process.poll() is None:
-        if any(p.name.startswith(".building") for p in index.iterdir()):
-            seen.append(time.perf_counter() - start)
-        time.sleep(0.002)
+        if workspaces(index):
+            seen.append(time.perf_counter())
+        time.sleep(0.001)
     assert process.returncode == 0 and seen, "the writer never showed its workspace"
-    return seen[0], max(seen[-1], seen[0] + 0.01)
+    return max(seen[-1] - seen[0], 0.01)
 
 
 TRIALS = int(os.environ.get("SIMQA_KILL_TRIALS", "20"))
@@ -146,28 +157,25 @@ def test_kill_minus_9_during_builds_and_updates(tmp_path):
     fewer = write_jsonl(tmp_path / "fewer.jsonl", EXTRA[:2])
     builds = [["index", str(SEEDS), str(source), "--index", str(index)] for source in (extra, fewer)]
     timed_run(builds[0])  # fills the embedding cache; later runs need no model
-    first, last = write_window(builds[1], index)
+    window = write_window(builds[1], index)
     interrupted = 0
     for trial in range(TRIALS):
         # alternate the corpus, so that every killed build has a new generation to write
-        run_killed(builds[trial % 2], rng.uniform(first - 0.05, last + 0.02))
-        interrupted += any(p.name.startswith(".building") for p in index.iterdir())
+        interrupted += run_killed(builds[trial % 2], index, rng.uniform(0, window * 1.2))
         check_after_kill(index, {11, 12})
     timed_run(builds[0])
     delete = ["delete", "knee", "--index", str(index)]
     add = ["add", str(extra), "--index", str(index)]
-    first, last = write_window(delete, index)
+    window = write_window(delete, index)
     timed_run(add)
     for _ in range(TRIALS):
-        run_killed(delete, rng.uniform(first - 0.05, last + 0.02))
-        interrupted += any(p.name.startswith(".building") for p in index.iterdir())
+        interrupted += run_killed(delete, index, rng.uniform(0, window * 1.2))
         if check_after_kill(index, {11, 12}) == 11:
             timed_run(add)  # the next update succeeds
-    assert interrupted >= TRIALS // 2  # most kills landed while a generation was being written
+    assert interrupted >= TRIALS // 2  # many kills landed while a generation was being written
     timed_run(delete)
     assert check_after_kill(index, {11}) == 11
-    leftovers = [p.name for p in index.iterdir() if p.name.startswith(".building")]
-    assert leftovers == []  # interrupted writers' workspaces are removed by the next writer
+    assert workspaces(index) == set()  # interrupted writers' workspaces are removed by the next writer
 
 
 @pytest.mark.parametrize("name", ["consultations.sqlite", "question_vectors.npy", "reply_offsets.npy", "question.faiss",
