@@ -1,5 +1,9 @@
 """Panel excerpts: cut at a word near 200 characters, ending in '...'."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from index.consultation import normalize_space
 from search.snippets import excerpt, matched_terms
 
 
@@ -15,5 +19,12 @@ def test_short_text_is_kept_and_excerpts_marked():
     assert excerpt("Ends a sentence.", truncated=True) == "Ends a sentence..."
 
 
+@given(st.text(alphabet="ab. \n\t", max_size=400), st.integers(min_value=1, max_value=40), st.booleans())
+def test_an_excerpt_depends_only_on_the_normalised_text(text, limit, truncated):
+    """Runs of white space longer than the normalised prefix must not change the cut."""
+    assert excerpt(text, limit, truncated) == excerpt(normalize_space(text), limit, truncated)
+
+
 def test_matched_terms_are_query_words_by_stem():
-    assert matched_terms("My muscles are twitching", "Muscle twitches at night") == ["muscles", "twitching"]
+    texts = ["Muscle twitches at night", "nothing here", "twitching"]
+    assert matched_terms("My muscles are twitching, twitching", texts) == [["muscles", "twitching"], [], ["twitching"]]
