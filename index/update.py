@@ -49,8 +49,10 @@ def update_index(
         if not updated:
             raise SimqaError("the update would leave the index empty; delete the directory instead")
         params = manifest.parameters
-        config = replace(config, model=manifest.model, passage_words=params["passage_words"], max_passages=params["max_passages"])
-        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=manifest.dimension)
+        config = replace(config, model=manifest.model, passage_words=params["passage_words"], max_passages=params["max_passages"],
+                         vector_index=params.get("vector_index_choice", "auto"))
+        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=manifest.dimension,
+                          precision=config.precision)
         _remember_vectors(encoder, generation, consultations, config)
         return write_generation(updated, directory, config, encoder)
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from index import BuildConfig, SimqaError, build_index, generations, read_sources, update_index
 from index.manifest import Manifest
+from index.embed import PRECISIONS
 from index.embed_cache import default_cache_path
 from search.bench import METHODS, bench_relevance, panel_recovery, read_qrels, read_queries
 from search.fusion import MODES
@@ -122,6 +123,8 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     _index_option(parser)
     parser.add_argument("--cache", metavar="FILE", default=str(default_cache_path()),
                         help="embedding cache: only texts not in it are embedded (default %(default)s)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="embedding precision (auto: bf16 where the CPU has bf16 hardware, else fp32)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -161,7 +164,7 @@ def _index(args: argparse.Namespace) -> int:
     progress = not args.quiet
     consultations = _read(args)
     cache = None if args.no_cache else Path(args.cache)
-    config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache)
+    config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache, precision=args.precision)
     manifest = build_index(consultations, args.index, config)
     counts = manifest.counts
     print(f"indexed {counts['consultations']} consultations ({counts['excerpts']} panel excerpts, "
@@ -171,7 +174,8 @@ def _index(args: argparse.Namespace) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     consultations = _read(args)
-    manifest = update_index(args.index, upserts=consultations, config=BuildConfig(progress=not args.quiet, cache=Path(args.cache)))
+    config = BuildConfig(progress=not args.quiet, cache=Path(args.cache), precision=args.precision)
+    manifest = update_index(args.index, upserts=consultations, config=config)
     print(f"added or replaced {len(consultations)}; the index holds {manifest.counts['consultations']} consultations")
     return 0
 

@@ -23,7 +23,9 @@ os.environ["SIMQA_CACHE"] = str(Path(tempfile.mkdtemp(prefix="simqa-test-cache-"
 
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
-    return Encoder()
+    """fp32 on every machine: tests that compare vectors across batches need batch-independent
+    vectors, which bf16 does not give (tests/test_embed.py covers bf16)."""
+    return Encoder(precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def write_jsonl(path, consultations: list[Consultation]):
 
 
 def config() -> BuildConfig:
-    return BuildConfig(progress=False, vector_index="flat")
+    return BuildConfig(progress=False, vector_index="flat", precision="fp32")
 
 
 def rankings(directory) -> list:
@@ -78,6 +78,14 @@ def test_updates_equal_a_fresh_build_and_embed_only_what_changed(tmp_path, encod
     build_index(final, tmp_path / "fresh", config(), encoder=encoder)
     assert rankings(tmp_path / "live") == rankings(tmp_path / "fresh")
     assert sorted(p.name for p in (tmp_path / "live").iterdir()) == [".lock", "CURRENT", "gen-00000003", "gen-00000004"]
+
+
+def test_updates_keep_the_vector_index_kind_chosen_at_build(tmp_path, encoder):
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", BuildConfig(progress=False, vector_index="hnsw"),
+                encoder=encoder)
+    manifest = update_index(tmp_path / "idx", upserts=EXTRA[:1], config=config())
+    assert manifest.parameters["vector_index"]["question"]["kind"] == "hnsw"  # not "auto"'s flat at this size
+    assert manifest.parameters["vector_index_choice"] == "hnsw"
 
 
 def test_update_errors(tmp_path, encoder):
