@@ -12,7 +12,7 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-load serve
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-precision bench-load serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,17 @@ bench-speed: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.speed medquad
 	$(BIN)/python -m benchmarks.speed scale --sizes 10000,100000,1000000
+
+# bf16 against fp32 embeddings: a cold bf16 build of MedQuAD (its own empty cache, so every
+# vector is bf16) and the relevance table on it; compare with liveqa-original/summary (fp32).
+bench-precision: $(STAMP)
+	rm -rf build/medquad-bf16 build/bf16-cache.sqlite
+	time $(BIN)/simqa index $(LIVEQA)/medquad.jsonl --index build/medquad-bf16 --cache build/bf16-cache.sqlite --precision bf16 --quiet
+	for setting in original summary; do \
+		$(BIN)/simqa bench relevance --index build/medquad-bf16 --queries $(LIVEQA)/queries-$$setting.tsv --qrels $(LIVEQA)/qrels.txt \
+			--methods default,bm25_question,dense_question,dense_reply --title "bf16 embeddings, $$setting questions" \
+			--out $(RESULTS)/precision-bf16/$$setting; \
+	done
 
 # Load: 16 concurrent clients for 30 s against simqa serve on loopback.
 bench-load: $(STAMP)

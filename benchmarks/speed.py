@@ -166,10 +166,14 @@ def section_medquad() -> dict:
     questions_jsonl.write_text("".join(json.dumps({"id": c.id, "title": c.title, "question_title": c.question_title,
                                                    "question": c.question}) + "\n" for c in questions_only), encoding="utf-8")
 
-    # Same corpus, same run: bare model.encode, our cold and warm builds, txtai's build.
+    # Same corpus, same run: bare model.encode (at the precision our builds use), our cold and
+    # warm builds, txtai's build.
+    import torch
+
     encoder = Encoder()
     texts = [c.question_text() for c in questions_only]
-    _, bare = timed(encoder.model.encode, texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=encoder.precision == "bf16"):
+        _, bare = timed(encoder.model.encode, texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     cache = Path(tempfile.mkdtemp(prefix="simqa-speed-")) / "cache.sqlite"
     shutil.rmtree(WORK / "questions-index", ignore_errors=True)  # else the build sees an identical index and skips
     cold, cold_seconds = timed(build_index, questions_only, WORK / "questions-index", BuildConfig(progress=False, cache=cache))
@@ -177,6 +181,7 @@ def section_medquad() -> dict:
     shutil.rmtree(cache.parent)
     result["questions_only"] = {
         "documents": len(texts),
+        "precision": encoder.precision,
         "bare_encode_seconds": round(bare, 1),
         "cold_build_seconds": round(cold_seconds + read_seconds, 1),
         "cold_build_stages": cold.parameters["build_seconds"],
@@ -220,7 +225,10 @@ def bm25_peer(consultations: list[Consultation]) -> dict:
 
 
 def encoder_backends(encoder: Encoder, consultations: list[Consultation]) -> dict:
-    """Throughput of torch (our builds), bare model.encode, ONNX fp32 and ONNX int8 on samples."""
+    """Texts/s on samples: our build path (`Encoder.embed`, auto precision), bare `model.encode`
+    in fp32 and under bf16 autocast, ONNX fp32 and ONNX int8 (batches of 64); cosine of each to
+    fp32; one short query's latency per backend."""
+    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from index import onnx_runner
@@ -234,31 +242,39 @@ def encoder_backends(encoder: Encoder, consultations: list[Consultation]) -> dic
         "questions": [c.question_text() for c in picked[:1000]],
         "passages": [p for c in picked for p in passages(c.reply_text())][:300],
     }
-    fp32 = default_cache_path().parent / "onnx" / f"{encoder.fingerprint}.onnx"
-    onnx = Encoder(backend="onnx")  # exports fp32 to `fp32` if it is not there yet
-    int8 = WORK / "model-int8.onnx"
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    int8_runner = onnx_runner.OnnxRunner(encoder.model, int8, threads())
-    out: dict = {}
+    fp32_file = default_cache_path().parent / "onnx" / f"{encoder.fingerprint}.onnx"
+    onnx = Encoder(backend="onnx")._onnx  # exports the fp32 model to `fp32_file` if it is not there yet
+    int8_file = WORK / "model-int8.onnx"
+    quantize_dynamic(str(fp32_file), str(int8_file), weight_type=QuantType.QInt8)
+    int8 = onnx_runner.OnnxRunner(encoder.model, int8_file, threads())
+
+    def bare(texts: list[str]) -> np.ndarray:
+        return encoder.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+    def bare_bf16(texts: list[str]) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            vectors = bare(texts)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def batches(runner):
+        return lambda texts: np.concatenate([runner.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+
+    backends = {"simqa_build": encoder.embed, "bare_fp32": bare, "bare_bf16": bare_bf16,
+                "onnx_fp32": batches(onnx), "onnx_int8": batches(int8)}
+    out: dict = {"build_precision": encoder.precision}
     for name, texts in samples.items():
         texts = sorted(texts, key=len)  # every backend gets length-sorted batches, as builds do
-        reference, torch_seconds = timed(encoder.embed, texts)
-        _, bare_seconds = timed(encoder.model.encode, texts, batch_size=64, normalize_embeddings=True)
-        _, fp32_seconds = timed(onnx.embed, texts)
-        vectors, int8_seconds = timed(lambda: np.concatenate([int8_runner.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]))
-        cosine = (vectors * reference).sum(axis=1)
-        out[name] = {
-            "texts": len(texts),
-            "per_second": {k: round(len(texts) / v, 1) for k, v in
-                           (("torch", torch_seconds), ("bare_encode", bare_seconds), ("onnx_fp32", fp32_seconds), ("onnx_int8", int8_seconds))},
-            "int8_cosine_to_torch": {"mean": round(float(cosine.mean()), 4), "min": round(float(cosine.min()), 4)},
-        }
-    for query in ("What is the relationship between Noonan syndrome and polycystic renal disease?",):
-        out["single_query_ms"] = {
-            "torch": ms([timed(encoder.embed, [query])[1] for _ in range(50)]),
-            "onnx_fp32": ms([timed(onnx.embed, [query])[1] for _ in range(50)]),
-            "onnx_int8": ms([timed(int8_runner.encode, [query])[1] for _ in range(50)]),
-        }
+        row: dict = {"texts": len(texts), "per_second": {}, "cosine_to_fp32": {}}
+        reference = bare(texts)
+        for backend, run in backends.items():
+            vectors, seconds = timed(run, texts)
+            cosine = (np.asarray(vectors) * reference).sum(axis=1)
+            row["per_second"][backend] = round(len(texts) / seconds, 1)
+            row["cosine_to_fp32"][backend] = {"mean": round(float(cosine.mean()), 5), "min": round(float(cosine.min()), 5)}
+        out[name] = row
+    query = "What is the relationship between Noonan syndrome and polycystic renal disease?"
+    out["single_query_ms"] = {name: ms([timed(run, [query])[1] for _ in range(50)]) for name, run in
+                              (("torch_fp32", bare), ("onnx_fp32", onnx.encode), ("onnx_int8", int8.encode))}
     return out
 
 
@@ -380,7 +396,8 @@ def report() -> str:
               f"{q_only['cold_build_seconds'] / tx['build_seconds']:.2f}x txtai's time.", ""]
 
     lines += ["## Builds", "",
-              f"Questions-only MedQuAD corpus, same run: bare `model.encode` of the 47,441 question texts "
+              f"Questions-only MedQuAD corpus, same run, embedding precision {q_only['precision']}: "
+              f"bare `model.encode` of the 47,441 question texts at that precision "
               f"{q_only['bare_encode_seconds']} s; simqa cold build {q_only['cold_build_seconds']} s "
               f"(read {medquad['read_seconds']} s, stages {q_only['cold_build_stages']}), "
               f"**{(q_only['cold_build_seconds'] / q_only['bare_encode_seconds'] - 1) * 100:+.0f}% over bare encoding**; "
@@ -389,16 +406,17 @@ def report() -> str:
               f"Full index, last build's stages (from its manifest): {full['manifest_build_seconds']}.", ""]
 
     enc = medquad["encoders"]
-    lines += ["## Encoder backends (samples of MedQuAD texts; texts/s)", "",
-              "| sample | torch (builds) | bare model.encode | ONNX fp32 | ONNX int8 | int8 cosine to torch, mean / min |",
-              "|---|---|---|---|---|---|"]
+    backends = ("simqa_build", "bare_fp32", "bare_bf16", "onnx_fp32", "onnx_int8")
+    lines += ["## Encoder backends (samples of MedQuAD texts; texts/s, and cosine to fp32 mean / min)", "",
+              f"simqa's builds run torch at precision {enc['build_precision']} (auto); queries of fewer than 16 texts run "
+              "ONNX fp32.", "",
+              "| sample | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
     for name in ("questions", "passages"):
         e = enc[name]
-        r = e["per_second"]
-        lines.append(f"| {e['texts']} {name} | {r['torch']} | {r['bare_encode']} | {r['onnx_fp32']} | {r['onnx_int8']} | "
-                     f"{e['int8_cosine_to_torch']['mean']} / {e['int8_cosine_to_torch']['min']} |")
+        lines.append(f"| {e['texts']} {name} | " + " | ".join(
+            f"{e['per_second'][b]} ({e['cosine_to_fp32'][b]['mean']} / {e['cosine_to_fp32'][b]['min']})" for b in backends) + " |")
     single = enc["single_query_ms"]
-    lines += ["", f"One short query: torch {single['torch']['p50']} ms, ONNX fp32 {single['onnx_fp32']['p50']} ms "
+    lines += ["", f"One short query: torch fp32 {single['torch_fp32']['p50']} ms, ONNX fp32 {single['onnx_fp32']['p50']} ms "
               f"(the query path), ONNX int8 {single['onnx_int8']['p50']} ms.", ""]
 
     if scale:
