@@ -54,7 +54,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
 def test_cache_answers_seen_texts_without_the_model(tmp_path, encoder, monkeypatch):
     cached = Encoder(cache=tmp_path / "cache.sqlite", precision="fp32")
     first = cached.embed(TEXTS)
-    monkeypatch.setattr(cached, "_encode", lambda texts: pytest.fail(f"encoded again: {texts}"))
+    monkeypatch.setattr(cached, "_encode", lambda texts, bar=None: pytest.fail(f"encoded again: {texts}"))
     np.testing.assert_array_equal(cached.embed(list(reversed(TEXTS))), first[::-1])
     np.testing.assert_allclose(first, encoder.embed(TEXTS), atol=1e-5)
     assert cached.embed([]).shape == (0, 384)

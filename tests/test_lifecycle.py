@@ -62,7 +62,7 @@ def test_updates_equal_a_fresh_build_and_embed_only_what_changed(tmp_path, encod
 
     encoded: list[str] = []
     original = Encoder._encode
-    monkeypatch.setattr(Encoder, "_encode", lambda self, texts: encoded.extend(texts) or original(self, texts))
+    monkeypatch.setattr(Encoder, "_encode", lambda self, texts, bar=None: encoded.extend(texts) or original(self, texts, bar))
     update_index(tmp_path / "live", upserts=EXTRA[:2], config=config())
     assert sorted(encoded) == sorted([c.question_text() for c in EXTRA[:2]] + [c.reply_text() for c in EXTRA[:2]])
     encoded.clear()
