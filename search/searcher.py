@@ -238,7 +238,7 @@ class Searcher:
                 if "dense_reply" in fusion.active:
                     _, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * PASSAGE_DEPTH)
                     for p, f in zip(proposed, found):
-                        p["dense_reply"] = np.searchsorted(self.reply_offsets, f[f >= 0], side="right") - 1
+                        p["dense_reply"] = self._reply_rows(f[f >= 0])
             finally:
                 faiss.omp_set_num_threads(1)
         with ThreadPoolExecutor(max_workers=threads()) as pool:
@@ -322,6 +322,10 @@ class Searcher:
             return vectors.search(self.question_index, self.question_vectors, query.question_vector, depth, allowed)[1]
         passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
         passages = vectors.search(self.reply_index, self.reply_vectors, query.reply_vector, depth * PASSAGE_DEPTH, passage_allowed)[1]
+        return self._reply_rows(passages)
+
+    def _reply_rows(self, passages: np.ndarray) -> np.ndarray:
+        """The row of each reply passage."""
         return np.searchsorted(self.reply_offsets, passages, side="right") - 1
 
     def _reply_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
