@@ -150,7 +150,7 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
         kind = vectors.choose_kind(len(vecs), config.vector_index)
         np.save(work / npy, vecs, allow_pickle=False)
         vectors.save(vectors.build(vecs, kind, threads()), work / faiss_file)
-        kinds[name] = vectors.parameters(kind)
+        kinds[name] = vectors.parameters(kind, len(vecs))
     np.save(work / layout.REPLY_OFFSETS, offsets, allow_pickle=False)
 
     return Manifest(

@@ -3,8 +3,10 @@
 Exact search (IndexFlatIP) below HNSW_MIN vectors, HNSW from there on. Measured on MedQuAD's
 47,441 question vectors, one query, one thread: exact search 3.5 ms (about 75 ns a vector), HNSW
 (M=32, efSearch=128) 0.33 ms at recall@10 0.974 against exact (LiveQA query vectors), built in
-4.8 s with efConstruction=100; efConstruction=200 gave recall 0.979 in 8.6 s, a fifth of a
-bf16 cold build of those questions for half a point of recall.
+4.8 s with efConstruction=100; efConstruction=200 gave 0.979 in 8.6 s. Recall at a fixed
+efConstruction falls as the graph grows: at 1M synthetic vectors 100 gives 0.953, 200 gives
+0.983 (benchmarks/README.md). So graphs up to BIG_GRAPH vectors use 100 (builds of a typical
+site's index take half the time), larger ones 200.
 HNSW_MIN is where exact search passes about 1.5 ms. A filter that leaves at most HNSW_MIN rows
 is searched exactly over those rows (HNSW walks a filtered graph poorly). The kind and its
 parameters go into the manifest.
@@ -18,7 +20,12 @@ import faiss
 import numpy as np
 
 HNSW_MIN = 20_000
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 100, 128
+HNSW_M, HNSW_EF_SEARCH = 32, 128
+BIG_GRAPH = 200_000
+
+
+def ef_construction(n_vectors: int) -> int:
+    return 100 if n_vectors <= BIG_GRAPH else 200
 
 
 def choose_kind(n_vectors: int, kind: str = "auto") -> str:
@@ -36,7 +43,7 @@ def build(vectors: np.ndarray, kind: str, threads: int = 1) -> faiss.Index:
     dimension = vectors.shape[1]
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efConstruction = ef_construction(len(vectors))
         index.hnsw.efSearch = HNSW_EF_SEARCH
     else:
         index = faiss.IndexFlatIP(dimension)
@@ -45,10 +52,10 @@ def build(vectors: np.ndarray, kind: str, threads: int = 1) -> faiss.Index:
     return index
 
 
-def parameters(kind: str) -> dict:
-    """What the manifest records of an index kind."""
+def parameters(kind: str, n_vectors: int) -> dict:
+    """What the manifest records of an index of n vectors."""
     if kind == "hnsw":
-        return {"kind": "hnsw", "M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH}
+        return {"kind": "hnsw", "M": HNSW_M, "efConstruction": ef_construction(n_vectors), "efSearch": HNSW_EF_SEARCH}
     return {"kind": "flat", "metric": "inner_product"}
 
 
