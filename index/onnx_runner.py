@@ -1,8 +1,9 @@
 """The query-time encoder: the same model exported to ONNX (fp32) and run by ONNX Runtime.
 
-For one short query on 2 cores ONNX Runtime takes 2.7 ms where sentence-transformers on torch
-takes 7.3 ms, with the same vectors (cosine 1.0000, benchmarks/README.md). Builds stay on torch:
-in batches torch is faster. The export is made once per model, from the loaded model, into the
+For one short query on 2 cores ONNX Runtime takes 2.2-2.9 ms where sentence-transformers on
+torch takes 7-8.7 ms, with the same vectors (cosine 1.0000, benchmarks/results/speed/speed.md).
+Batches stay on torch (index/embed.py, ONNX_BELOW): from about 16 texts torch is faster, and
+bf16 on AMX is faster still. The export is made once per model, from the loaded model, into the
 cache directory (written to a temporary file and renamed, so readers never see half a file).
 Only the common architecture is exported: transformer, mean pooling, optional normalisation;
 anything else stays on torch.
