@@ -65,6 +65,15 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def bare_encode(encoder: Encoder, texts: list[str], bf16: bool) -> np.ndarray:
+    """The peer of our builds' encoding: one plain `model.encode` call, batches of 64."""
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        vectors = encoder.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
 def child(*args: str) -> dict:
     """Run `python -m benchmarks.speed ARGS` and return the JSON it prints last."""
     out = subprocess.run([sys.executable, "-m", "benchmarks.speed", *args], capture_output=True, text=True, check=True)
@@ -170,12 +179,9 @@ def section_medquad() -> dict:
 
     # Same corpus, same run: bare model.encode (at the precision our builds use), our cold and
     # warm builds, txtai's build.
-    import torch
-
     encoder = Encoder()
     texts = [c.question_text() for c in questions_only]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=encoder.precision == "bf16"):
-        _, bare = timed(encoder.model.encode, texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    _, bare = timed(bare_encode, encoder, texts, encoder.precision == "bf16")
     cache = Path(tempfile.mkdtemp(prefix="simqa-speed-")) / "cache.sqlite"
     shutil.rmtree(WORK / "questions-index", ignore_errors=True)  # else the build sees an identical index and skips
     cold, cold_seconds = timed(build_index, questions_only, WORK / "questions-index", BuildConfig(progress=False, cache=cache))
@@ -236,7 +242,6 @@ def encoder_backends(encoder: Encoder, consultations: list[Consultation], index:
     """Texts/s on samples: our build path (`Encoder.embed`, auto precision), bare `model.encode`
     in fp32 and under bf16 autocast, ONNX fp32 and ONNX int8 (batches of 64); cosine of each to
     fp32; one short query's latency per backend."""
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from index import onnx_runner
@@ -258,12 +263,10 @@ def encoder_backends(encoder: Encoder, consultations: list[Consultation], index:
     int8 = onnx_runner.OnnxRunner(encoder.model, int8_file, threads())
 
     def bare(texts: list[str]) -> np.ndarray:
-        return encoder.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        return bare_encode(encoder, texts, bf16=False)
 
     def bare_bf16(texts: list[str]) -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            vectors = bare(texts)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return bare_encode(encoder, texts, bf16=True)
 
     def batches(runner):
         return lambda texts: np.concatenate([runner.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)])

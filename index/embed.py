@@ -205,11 +205,11 @@ class Encoder:
         """Run the model: ONNX Runtime for a few texts, else torch in length-sorted batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        import torch
-
         model = self.model
         if self._onnx is not None and len(texts) < ONNX_BELOW:
             return self._onnx.encode(texts)
+        import torch
+
         bf16 = self.precision == "bf16"
         # Longest first, so a batch pads little; a text counts up to what the model reads of it.
         lengths = np.minimum([len(t) for t in texts], 5 * model.max_seq_length)

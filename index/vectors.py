@@ -5,8 +5,8 @@ Exact search (IndexFlatIP) below HNSW_MIN vectors, HNSW from there on. Measured 
 (M=32, efSearch=128) 0.33 ms at recall@10 0.974 against exact (LiveQA query vectors), built in
 4.8 s with efConstruction=100; efConstruction=200 gave 0.979 in 8.6 s. Recall at a fixed
 efConstruction falls as the graph grows: at 1M synthetic vectors 100 gave 0.953, 200 gave
-0.967 and 0.983 in two runs (benchmarks/README.md). So graphs up to BIG_GRAPH vectors use 100 (builds of a typical
-site's index take half the time), larger ones 200.
+0.967 and 0.983 in two runs (benchmarks/README.md). So graphs up to BIG_GRAPH vectors use 100
+(builds of a typical site's index take half the time), larger ones 200.
 HNSW_MIN is where exact search passes about 1.5 ms. A filter that leaves at most HNSW_MIN rows
 is searched exactly over those rows (HNSW walks a filtered graph poorly). The kind and its
 parameters go into the manifest.
@@ -25,6 +25,7 @@ BIG_GRAPH = 200_000
 
 
 def ef_construction(n_vectors: int) -> int:
+    """HNSW build effort for a graph of n vectors (see the module docstring)."""
     return 100 if n_vectors <= BIG_GRAPH else 200
 
 
