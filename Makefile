@@ -12,7 +12,7 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-precision bench-load serve
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,13 @@ bench-speed: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.speed medquad
 	$(BIN)/python -m benchmarks.speed scale --sizes 10000,100000,1000000
+
+# Query latency only, simqa and txtai on MedQuAD, same run: for measuring another machine without
+# the cold builds (txtai's indexes are built once into build/speed, simqa's come from the cache;
+# needs the index bench-relevance builds).
+bench-queries: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.speed queries
 
 # bf16 against fp32 embeddings: a cold bf16 build of MedQuAD (its own empty cache, so every
 # vector is bf16) and the relevance table on it; compare with liveqa-original/summary (fp32).

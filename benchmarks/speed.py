@@ -244,7 +244,9 @@ def section_queries() -> dict:
     consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
     questions_only, questions_jsonl = questions_corpus(consultations)
     build_index(questions_only, WORK / "questions-index", BuildConfig(progress=False, cache=BENCH_CACHE))
+    encoders = encoder_backends(Encoder(), consultations, MEDQUAD_INDEX)
     return {
+        "encoders": encoders,
         "cpu": cpu_name(),
         "bf16_hardware": native_bf16(),
         "questions": {"txtai": child("_txtai", str(questions_jsonl), "--save", str(WORK / "txtai-questions")),
@@ -481,25 +483,7 @@ def report() -> str:
               f"Full index (questions and 33,071 reply passages), cold: {full['cold_build_seconds']} s, "
               f"stages {full['cold_build_stages']}.", ""]
 
-    enc = medquad["encoders"]
-    backends = ("simqa_build", "bare_fp32", "bare_bf16", "onnx_fp32", "onnx_int8")
-    lines += ["## Encoder backends (samples of MedQuAD texts; texts/s, and cosine to fp32 mean / min)", "",
-              f"simqa's builds run torch at precision {enc['build_precision']} (auto); queries of fewer than 16 texts run "
-              "ONNX fp32.", "",
-              "| sample | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
-    for name in ("questions", "passages"):
-        e = enc[name]
-        lines.append(f"| {e['texts']} {name} | " + " | ".join(
-            f"{e['per_second'][b]} ({e['cosine_to_fp32'][b]['mean']} / {e['cosine_to_fp32'][b]['min']})" for b in backends) + " |")
-    single, rel = enc["single_query_ms"], enc["int8_queries_ndcg10"]
-    lines += ["", f"One short query: torch fp32 {single['torch_fp32']['p50']} ms, ONNX fp32 {single['onnx_fp32']['p50']} ms "
-              f"(the query path), ONNX int8 (per-channel weights) {single['onnx_int8']['p50']} ms.", "",
-              "nDCG@10 on the full index with queries embedded by ONNX fp32 (shipped) or int8:", "",
-              "| queries | method | fp32 | int8 |", "|---|---|---|---|"]
-    for setting in ("original", "summary"):
-        for method in ("default", "dense_question"):
-            lines.append(f"| {setting} | {method} | {rel[f'onnx_fp32/{setting}/{method}']} | {rel[f'onnx_int8/{setting}/{method}']} |")
-    lines.append("")
+    lines += encoder_lines(medquad["encoders"])
 
     if (RESULTS / "queries.json").is_file():
         lines += queries_report(json.loads((RESULTS / "queries.json").read_text()))
@@ -521,6 +505,28 @@ def report() -> str:
     return text
 
 
+def encoder_lines(enc: dict, level: str = "##") -> list[str]:
+    """The encoder backends table of speed.md, and int8's relevance, under a heading of `level`."""
+    backends = ("simqa_build", "bare_fp32", "bare_bf16", "onnx_fp32", "onnx_int8")
+    lines = [f"{level} Encoder backends (samples of MedQuAD texts; texts/s, and cosine to fp32 mean / min)", "",
+             f"simqa's builds run torch at precision {enc['build_precision']} (auto); queries of fewer than 16 texts run "
+             "ONNX fp32.", "",
+             "| sample | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
+    for name in ("questions", "passages"):
+        e = enc[name]
+        lines.append(f"| {e['texts']} {name} | " + " | ".join(
+            f"{e['per_second'][b]} ({e['cosine_to_fp32'][b]['mean']} / {e['cosine_to_fp32'][b]['min']})" for b in backends) + " |")
+    single, rel = enc["single_query_ms"], enc["int8_queries_ndcg10"]
+    lines += ["", f"One short query: torch fp32 {single['torch_fp32']['p50']} ms, ONNX fp32 {single['onnx_fp32']['p50']} ms "
+              f"(the query path), ONNX int8 (per-channel weights) {single['onnx_int8']['p50']} ms.", "",
+              "nDCG@10 on the full index with queries embedded by ONNX fp32 (shipped) or int8:", "",
+              "| queries | method | fp32 | int8 |", "|---|---|---|---|"]
+    for setting in ("original", "summary"):
+        for method in ("default", "dense_question"):
+            lines.append(f"| {setting} | {method} | {rel[f'onnx_fp32/{setting}/{method}']} | {rel[f'onnx_int8/{setting}/{method}']} |")
+    return lines + [""]
+
+
 def queries_report(queries: dict) -> list[str]:
     """The section of speed.md for `speed.py queries`, a separate run on its own machine."""
     lines = [f"## Queries only, another run and machine ({queries['cpu']}, bf16 hardware: "
@@ -540,8 +546,10 @@ def queries_report(queries: dict) -> list[str]:
                       f"{tx['original/end_to_end']['p50'] / ours['original/hybrid']['end_to_end']['p50']:.1f}x (original questions)")
     full = queries["full"]["simqa"]["summary/hybrid"]
     stages = ", ".join(f"{s} {full[s]['p50']}" for s in STAGES)
-    return lines + ["", "simqa against txtai, this run: " + "; ".join(ratios) + ". "
-                    f"simqa's full index, hybrid, summaries, p50 ms by stage: {stages}.", ""]
+    lines += ["", "simqa against txtai, this run: " + "; ".join(ratios) + ". "
+              f"simqa's full index, hybrid, summaries, p50 ms by stage: {stages}; batch search "
+              f"{queries['full']['simqa']['batch_queries_per_second']} queries/s.", ""]
+    return lines + encoder_lines(queries["encoders"], level="###")
 
 
 def plot_scale(scale: dict) -> None:
