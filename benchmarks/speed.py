@@ -2,7 +2,7 @@
 
     python -m benchmarks.speed medquad    # MedQuAD: builds, queries, rank-bm25 and txtai peers, ONNX int8
     python -m benchmarks.speed scale --sizes 10000,100000,1000000
-    python -m benchmarks.speed queries    # query latency only, simqa and txtai on MedQuAD's questions
+    python -m benchmarks.speed queries    # another machine: query latency against txtai, encoders (no cold builds)
     python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
 
 Each section writes JSON to benchmarks/results/speed/; `make bench-speed` runs all three.
@@ -257,6 +257,7 @@ def section_queries() -> dict:
 
 
 def cpu_name() -> str:
+    """The CPU's model name, from /proc/cpuinfo: speed results depend on it."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
