@@ -239,9 +239,11 @@ def section_queries() -> dict:
     """Query latency of simqa and txtai on MedQuAD (questions, and questions + replies), same
     run, without the cold builds of `medquad`: for measuring another machine. simqa's
     questions-only index is built from the relevance benchmark's embedding cache, its full index
-    is MEDQUAD_INDEX; txtai's indexes are built once and saved in WORK (later runs load them)."""
+    is MEDQUAD_INDEX; txtai's indexes are built once and saved in WORK (later runs load them).
+    Also the encoder backends on this machine (encoder_backends)."""
     WORK.mkdir(parents=True, exist_ok=True)
-    consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
+    corpus = write_files(LIVEQA)["corpus"]
+    consultations = read_sources([corpus]).consultations
     questions_only, questions_jsonl = questions_corpus(consultations)
     build_index(questions_only, WORK / "questions-index", BuildConfig(progress=False, cache=BENCH_CACHE))
     encoders = encoder_backends(Encoder(), consultations, MEDQUAD_INDEX)
@@ -251,7 +253,7 @@ def section_queries() -> dict:
         "bf16_hardware": native_bf16(),
         "questions": {"txtai": child("_txtai", str(questions_jsonl), "--save", str(WORK / "txtai-questions")),
                       "simqa": child("_queries", str(WORK / "questions-index"), "--relevance")},
-        "full": {"txtai": child("_txtai", str(LIVEQA / "medquad.jsonl"), "--replies", "--save", str(WORK / "txtai-full")),
+        "full": {"txtai": child("_txtai", str(corpus), "--replies", "--save", str(WORK / "txtai-full")),
                  "simqa": child("_queries", str(MEDQUAD_INDEX), "--relevance")},
     }
 
@@ -458,18 +460,12 @@ def report() -> str:
     lines += ["## Against txtai's hybrid search, same corpus and model, same run", "",
               "txtai indexes one text per consultation: the question, or the question and the reply "
               "(its MiniLM truncates at 256 word pieces; simqa embeds reply passages).", "",
-              "| corpus | system | cold build s | hybrid p50 (summaries) | p95 | nDCG@10 original | nDCG@10 summary | peak RSS MB |",
-              "|---|---|---|---|---|---|---|---|"]
+              *PEER_HEADER]
     ratios = []
     for corpus, ours in (("questions", q_only), ("questions + replies", full)):
-        tx, queries = ours["txtai"], ours["queries"]
-        mine = queries["summary/hybrid"]["end_to_end"]
-        lines += [f"| {corpus} | txtai 9.14 `Embeddings(hybrid=True)` | {tx['build_seconds']} | {tx['summary/end_to_end']['p50']} | "
-                  f"{tx['summary/end_to_end']['p95']} | {tx['ndcg10/original']} | {tx['ndcg10/summary']} | {tx['peak_rss_mb']} |",
-                  f"| {corpus} | simqa default hybrid | {ours['cold_build_seconds']} | {mine['p50']} | {mine['p95']} | "
-                  f"{queries['ndcg10/original']} | {queries['ndcg10/summary']} | {queries['peak_rss_mb']} |"]
-        ratios.append(f"{corpus}: **{tx['summary/end_to_end']['p50'] / mine['p50']:.1f}x faster** queries (p50), "
-                      f"cold build in **{ours['cold_build_seconds'] / tx['build_seconds']:.2f}x** txtai's time")
+        lines += peer_rows(corpus, ours["txtai"], ours["queries"], ours["cold_build_seconds"])
+        ratios.append(f"{corpus}: **{speedup(ours['txtai'], ours['queries'], 'summary'):.1f}x faster** queries (p50), "
+                      f"cold build in **{ours['cold_build_seconds'] / ours['txtai']['build_seconds']:.2f}x** txtai's time")
     lines += ["", "simqa against txtai, " + "; ".join(ratios) + ".", ""]
 
     stages = q_only["cold_build_stages"]
@@ -528,28 +524,42 @@ def encoder_lines(enc: dict, level: str = "##") -> list[str]:
     return lines + [""]
 
 
+PEER_HEADER = ["| corpus | system | cold build s | hybrid p50 (summaries) | p95 | p50 (original) | nDCG@10 original "
+               "| nDCG@10 summary | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+
+
+def peer_rows(corpus: str, txtai: dict, simqa: dict, simqa_build: float | None) -> list[str]:
+    """txtai's and simqa's rows of a PEER_HEADER table for one corpus ("—": no build this run)."""
+    rows = []
+    for system, build, figures, summary, original in (
+        ("txtai 9.14 `Embeddings(hybrid=True)`", txtai["build_seconds"], txtai, txtai["summary/end_to_end"], txtai["original/end_to_end"]),
+        ("simqa default hybrid", simqa_build, simqa, simqa["summary/hybrid"]["end_to_end"], simqa["original/hybrid"]["end_to_end"]),
+    ):
+        rows.append(f"| {corpus} | {system} | {'—' if build is None else build} | {summary['p50']} | {summary['p95']} | "
+                    f"{original['p50']} | {figures['ndcg10/original']} | {figures['ndcg10/summary']} | {figures['peak_rss_mb']} |")
+    return rows
+
+
+def speedup(txtai: dict, simqa: dict, setting: str) -> float:
+    """txtai's p50 over simqa's hybrid p50 for one query setting."""
+    return txtai[f"{setting}/end_to_end"]["p50"] / simqa[f"{setting}/hybrid"]["end_to_end"]["p50"]
+
+
 def queries_report(queries: dict) -> list[str]:
     """The section of speed.md for `speed.py queries`, a separate run on its own machine."""
     lines = [f"## Queries only, another run and machine ({queries['cpu']}, bf16 hardware: "
-             f"{'yes' if queries['bf16_hardware'] else 'no'}; `python -m benchmarks.speed queries`)", "",
-             "| corpus | system | hybrid p50 (summaries) | p95 | p50 (original) | nDCG@10 original | nDCG@10 summary | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{'yes' if queries['bf16_hardware'] else 'no'}; `python -m benchmarks.speed queries`)", "", *PEER_HEADER]
     ratios = []
     for corpus, key in (("questions", "questions"), ("questions + replies", "full")):
         tx, ours = queries[key]["txtai"], queries[key]["simqa"]
-        mine = ours["summary/hybrid"]["end_to_end"]
-        lines += [f"| {corpus} | txtai 9.14 `Embeddings(hybrid=True)` | {tx['summary/end_to_end']['p50']} | "
-                  f"{tx['summary/end_to_end']['p95']} | {tx['original/end_to_end']['p50']} | {tx['ndcg10/original']} | "
-                  f"{tx['ndcg10/summary']} | {tx['peak_rss_mb']} |",
-                  f"| {corpus} | simqa default hybrid | {mine['p50']} | {mine['p95']} | {ours['original/hybrid']['end_to_end']['p50']} | "
-                  f"{ours['ndcg10/original']} | {ours['ndcg10/summary']} | {ours['peak_rss_mb']} |"]
-        ratios.append(f"{corpus}: **{tx['summary/end_to_end']['p50'] / mine['p50']:.1f}x faster** queries (p50, summaries), "
-                      f"{tx['original/end_to_end']['p50'] / ours['original/hybrid']['end_to_end']['p50']:.1f}x (original questions)")
-    full = queries["full"]["simqa"]["summary/hybrid"]
-    stages = ", ".join(f"{s} {full[s]['p50']}" for s in STAGES)
+        lines += peer_rows(corpus, tx, ours, None)
+        ratios.append(f"{corpus}: **{speedup(tx, ours, 'summary'):.1f}x faster** queries (p50, summaries), "
+                      f"{speedup(tx, ours, 'original'):.1f}x (original questions)")
+    full = queries["full"]["simqa"]
+    stages = ", ".join(f"{s} {full['summary/hybrid'][s]['p50']}" for s in STAGES)
     lines += ["", "simqa against txtai, this run: " + "; ".join(ratios) + ". "
               f"simqa's full index, hybrid, summaries, p50 ms by stage: {stages}; batch search "
-              f"{queries['full']['simqa']['batch_queries_per_second']} queries/s.", ""]
+              f"{full['batch_queries_per_second']} queries/s.", ""]
     return lines + encoder_lines(queries["encoders"], level="###")
 
 
