@@ -7,7 +7,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO_INDEX := build/seeds-index
 
-LIVEQA  := build/liveqa
+SUITE   := build/suite
+SUITE_INDEX := build/suite-index
 MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
@@ -35,22 +36,43 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Relevance benchmark: TREC 2017 LiveQA-Med questions over MedQuAD (../shared/datasets).
-# The first run embeds MedQuAD (about 15-25 min on 2 cores); reruns read benchmarks/cache.
+# Relevance benchmarks (benchmarks/suite.py): LiveQA-Med 2017 questions over MedQuAD (with and
+# without its synonyms, without replies), LiveQA paraphrases and RQE clinical questions over
+# question-only corpora; every method on each, then the seed panels. The first run embeds about
+# 180,000 texts (30-60 min on 2 cores); reruns read benchmarks/cache and take a few minutes.
 bench-relevance: $(STAMP)
-	$(BIN)/python -m benchmarks.liveqa $(LIVEQA)
-	$(BIN)/simqa bench relevance --corpus $(LIVEQA)/medquad.jsonl --index $(MEDQUAD_INDEX) --cache $(BENCH_CACHE) \
-		--queries $(LIVEQA)/queries-original.tsv --qrels $(LIVEQA)/qrels.txt \
+	$(BIN)/python -m benchmarks.suite $(SUITE)
+	$(BIN)/simqa bench relevance --corpus $(SUITE)/medquad/corpus.jsonl --index $(MEDQUAD_INDEX) --cache $(BENCH_CACHE) \
+		--queries $(SUITE)/medquad/queries-original.tsv --qrels $(SUITE)/medquad/qrels.txt \
 		--title "LiveQA-Med 2017 original questions over MedQuAD" --out $(RESULTS)/liveqa-original
 	$(BIN)/simqa bench relevance --index $(MEDQUAD_INDEX) \
-		--queries $(LIVEQA)/queries-summary.tsv --qrels $(LIVEQA)/qrels.txt \
+		--queries $(SUITE)/medquad/queries-summary.tsv --qrels $(SUITE)/medquad/qrels.txt \
 		--title "LiveQA-Med 2017 NLM summaries over MedQuAD" --out $(RESULTS)/liveqa-summary
+	mkdir -p $(SUITE_INDEX) && ln -sfn ../medquad-index $(SUITE_INDEX)/medquad
+	for corpus in medquad-nosyn medquad-qonly paraphrase rqe rqe-panels; do \
+		$(BIN)/simqa index $(SUITE)/$$corpus/corpus.jsonl --index $(SUITE_INDEX)/$$corpus --cache $(BENCH_CACHE) --quiet || exit 1; \
+	done
+	$(BIN)/simqa bench relevance --index $(SUITE_INDEX)/medquad-nosyn --queries $(SUITE)/medquad-nosyn/queries-original.tsv \
+		--qrels $(SUITE)/medquad-nosyn/qrels.txt --title "LiveQA-Med original questions over MedQuAD without synonyms" \
+		--out $(RESULTS)/suite/liveqa-nosyn
+	$(BIN)/simqa bench relevance --index $(SUITE_INDEX)/medquad-qonly --queries $(SUITE)/medquad-qonly/queries-original.tsv \
+		--qrels $(SUITE)/medquad-qonly/qrels.txt --title "LiveQA-Med original questions over MedQuAD questions only" \
+		--out $(RESULTS)/suite/liveqa-qonly
+	$(BIN)/simqa bench relevance --index $(SUITE_INDEX)/paraphrase --queries $(SUITE)/paraphrase/queries.tsv \
+		--qrels $(SUITE)/paraphrase/qrels.txt --threshold 1 --title "LiveQA paraphrase: original question -> its NLM summary" \
+		--out $(RESULTS)/suite/paraphrase
+	$(BIN)/simqa bench relevance --index $(SUITE_INDEX)/rqe --queries $(SUITE)/rqe/queries.tsv \
+		--qrels $(SUITE)/rqe/qrels.txt --threshold 1 --title "RQE clinical questions: original -> doctor's short form" \
+		--out $(RESULTS)/suite/rqe
 	$(BIN)/simqa index seeds --index $(DEMO_INDEX) --quiet
 	$(BIN)/simqa bench panels --index $(DEMO_INDEX) | tee $(RESULTS)/seed-panels.txt
 
-# Cross-validated choice of the default fusion (needs the index bench-relevance builds).
+# The choice of the default fusion: the grid on every benchmark, leave-one-benchmark-out, and
+# txtai's hybrid on each (needs the indexes bench-relevance builds; txtai installed here only).
 bench-tune: $(STAMP)
-	$(BIN)/python -m benchmarks.tune_fusion --index $(MEDQUAD_INDEX)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.fit_fusion --suite $(SUITE) --indexes $(SUITE_INDEX)
+	$(BIN)/python -m benchmarks.txtai_peer --suite $(SUITE) --cache $(BENCH_CACHE) --out $(RESULTS)/suite/txtai.json
 
 # Speed: builds, per-stage query latency, rank-bm25 and txtai peers (txtai installed here only),
 # synthetic corpora to 1M consultations. About an hour on 2 cores; needs the index bench-relevance builds.
@@ -70,9 +92,9 @@ bench-queries: $(STAMP)
 # vector is bf16) and the relevance table on it; compare with liveqa-original/summary (fp32).
 bench-precision: $(STAMP)
 	rm -rf build/medquad-bf16 build/bf16-cache.sqlite
-	time $(BIN)/simqa index $(LIVEQA)/medquad.jsonl --index build/medquad-bf16 --cache build/bf16-cache.sqlite --precision bf16 --quiet
+	time $(BIN)/simqa index $(SUITE)/medquad/corpus.jsonl --index build/medquad-bf16 --cache build/bf16-cache.sqlite --precision bf16 --quiet
 	for setting in original summary; do \
-		$(BIN)/simqa bench relevance --index build/medquad-bf16 --queries $(LIVEQA)/queries-$$setting.tsv --qrels $(LIVEQA)/qrels.txt \
+		$(BIN)/simqa bench relevance --index build/medquad-bf16 --queries $(SUITE)/medquad/queries-$$setting.tsv --qrels $(SUITE)/medquad/qrels.txt \
 			--methods default,bm25_question,dense_question,dense_reply --title "bf16 embeddings, $$setting questions" \
 			--out $(RESULTS)/precision-bf16/$$setting; \
 	done

@@ -2,16 +2,17 @@
 
 Queries: the original question (SUBJECT + ". " + MESSAGE), or the NLM summary. Qrels: the 2,479
 judged MedQuAD answers, grade 1-Incorrect .. 4-Excellent, written as TREC qrels
-(`qid 0 docid grade`) for `simqa bench relevance`.
+(`qid 0 docid grade`) for `simqa bench relevance` (benchmarks/suite.py writes them).
 """
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from benchmarks.files import write_jsonl, write_qrels, write_queries
 from benchmarks.medquad import SHARED, load_medquad
+from index.consultation import Consultation
 
 LIVEQA = SHARED / "liveqa_med_2017"
 QUESTIONS = LIVEQA / "TestDataset" / "TREC-2017-LiveQA-Medical-Test-Questions-w-summaries.xml"
@@ -44,23 +45,14 @@ def load_qrels() -> list[tuple[str, str, int]]:
     return qrels
 
 
-def write_files(out: Path) -> dict[str, Path]:
-    """Write corpus JSONL, queries TSV per setting and TREC qrels under `out`; their paths."""
+def write_files(out: Path, consultations: list[Consultation] | None = None) -> dict[str, Path]:
+    """Write corpus JSONL (MedQuAD, or a variant of it), queries TSV per setting and TREC qrels
+    under `out`; their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"corpus": out / "medquad.jsonl", "qrels": out / "qrels.txt"}
-    with paths["corpus"].open("w", encoding="utf-8") as f:
-        for c in load_medquad():
-            record = {k: v for k, v in c.to_dict().items() if v and k not in ("source", "panel", "related_faq", "excerpt")}
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    paths["qrels"].write_text("".join(f"{q} 0 {d} {g}\n" for q, d, g in load_qrels()), encoding="utf-8")
+    paths = {"corpus": out / "corpus.jsonl", "qrels": out / "qrels.txt"}
+    write_jsonl(paths["corpus"], load_medquad() if consultations is None else consultations)
+    write_qrels(paths["qrels"], load_qrels())
     for setting in SETTINGS:
         paths[setting] = out / f"queries-{setting}.tsv"
-        paths[setting].write_text("".join(f"{q}\t{t}\n" for q, t in load_queries(setting).items()), encoding="utf-8")
+        write_queries(paths[setting], load_queries(setting))
     return paths
-
-
-if __name__ == "__main__":
-    import sys
-
-    for name, path in write_files(Path(sys.argv[1] if len(sys.argv) > 1 else "build/liveqa")).items():
-        print(f"{name}: {path}")

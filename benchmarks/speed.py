@@ -36,7 +36,7 @@ from search.bench import evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed"
 WORK = Path("build/speed")
-LIVEQA = Path("build/liveqa")
+LIVEQA = Path("build/suite/medquad")
 MEDQUAD_INDEX = Path("build/medquad-index")
 BENCH_CACHE = Path("benchmarks/cache/embeddings.sqlite")  # the relevance benchmark's (Makefile)
 STAGES = ("embed", "bm25", "vectors", "rescore", "fusion", "hits")

@@ -26,13 +26,13 @@ MEASURES = {"nDCG@10": nDCG @ 10, "MAP@10": AP @ 10, "MRR@10": RR @ 10, "P@1": P
 COLUMNS = ("AvgScore", *MEASURES)
 RUN_DEPTH = 100
 
-# What `--methods` can name: each signal alone, and the fusions.
+# What `--methods` can name: each signal alone, the default's signals and weights fused other
+# ways, the default before 0.2 (min-max, equal weights) and the default.
 METHODS: dict[str, Fusion] = {
     **{signal: Fusion(weights={signal: 1.0}) for signal in SIGNALS},
-    "rrf_bm25_dense": Fusion(weights={"bm25": 1.0, "dense_question": 1.0}, method="rrf"),
-    "rrf": Fusion(weights={"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0}, method="rrf"),
-    "weighted": Fusion(weights={"bm25": 1.0, "dense_question": 1.0, "dense_reply": 1.0}),
-    "rrf_question": Fusion(weights=dict(DEFAULT_WEIGHTS), method="rrf"),
+    "rrf": Fusion(weights=dict(DEFAULT_WEIGHTS), method="rrf"),
+    "minmax": Fusion(weights=dict(DEFAULT_WEIGHTS), normalization="minmax"),
+    "minmax_equal": Fusion(weights={"bm25_question": 1.0, "dense_question": 1.0, "dense_reply": 1.0}, normalization="minmax"),
     "default": MODES["hybrid"],
 }
 

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     _k_option(search, 10)
     search.add_argument("--mode", choices=tuple(MODES), default="hybrid")
     search.add_argument("--department", help="only consultations of this department")
+    _explain_option(search)
     _format_option(search)
     search.set_defaults(run=_search)
 
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(similar)
     _k_option(similar, 4)
     similar.add_argument("--department", help="only consultations of this department")
+    _explain_option(similar)
     _format_option(similar)
     similar.set_defaults(run=_similar)
 
@@ -143,6 +145,11 @@ def _k_option(parser: argparse.ArgumentParser, default: int) -> None:
     parser.add_argument("-k", type=positive, default=default, help=f"number of results (default {default})")
 
 
+def _explain_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--explain", action="store_true",
+                        help="show each hit's per-signal raw and normalised scores and their part of the fused score")
+
+
 def _format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -196,13 +203,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    hits = Searcher.open(args.index).search(args.text, k=args.k, mode=args.mode, department=args.department)
+    hits = Searcher.open(args.index).search(args.text, k=args.k, mode=args.mode, department=args.department, explain=args.explain)
     _print_hits(hits, args.format)
     return 0
 
 
 def _similar(args: argparse.Namespace) -> int:
-    hits = Searcher.open(args.index).similar(args.id, k=args.k, department=args.department)
+    hits = Searcher.open(args.index).similar(args.id, k=args.k, department=args.department, explain=args.explain)
     _print_hits(hits, args.format)
     return 0
 

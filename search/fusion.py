@@ -1,10 +1,23 @@
 """Fusion: one score from several ranking signals, and the presets behind each search mode.
 
 Signals are scored per candidate; NaN means the signal has nothing to say about a candidate (no
-query term matched, no reply text). Two methods, chosen by what the scores mean:
+query term matched, no reply text). Two methods:
+- "weighted": each signal's scores are normalised, then averaged with the signal weights;
 - "rrf": reciprocal rank fusion, sum of weight / (rrf_k + rank); needs no score calibration.
-- "weighted": min-max normalise each signal over the candidates, then a weighted mean.
+Normalisations for "weighted" (a candidate without the signal gets the lowest value):
+- "minmax": (score - min) / (max - min) over the query's candidates;
+- "zscore": (score - mean) / std, mean and std of the signal's own top `depth` scores for the
+  query: a signal that sees one clear winner gives it a long lead, one whose top scores are
+  all alike gives none a lead.
 A mode with one active signal ranks by that signal's own score.
+
+The default depends on what the index holds (benchmarks/README.md, "One default across
+shapes"). With replies: min-max, the question by words and by meaning and the reply by meaning,
+equal weights. On an index of questions alone: z-scores, BM25 at half the question vector's
+weight. There a reworded question is the usual match: the vector finds it with a clear lead,
+which z-scores keep and min-max squeezes into the same 0..1 as BM25's best guess.
+Statistics are per query over the candidates, which a sharded index gathers from all shards
+before fusing, so it ranks exactly as one index would.
 """
 
 from __future__ import annotations
@@ -17,11 +30,14 @@ import numpy as np
 # dense_question: cosine to the question vector; dense_reply: best cosine over reply passages.
 SIGNALS = ("bm25", "bm25_question", "dense_question", "dense_reply")
 DENSE = {"dense_question", "dense_reply"}
+METHODS = ("weighted", "rrf")
+NORMALIZATIONS = ("zscore", "minmax")
 
-# The default hybrid, chosen on LiveQA-Med by cross-validation (benchmarks/README.md): the
-# question matched lexically and semantically, the reply semantically, equally weighted.
-# BM25 over the reply adds noise once the reply is matched by meaning: long replies mention much.
+# The default hybrid on an index with replies (benchmarks/README.md): BM25 over the reply adds
+# noise once the reply is matched by meaning (long replies mention much).
 DEFAULT_WEIGHTS = {"bm25_question": 1.0, "dense_question": 1.0, "dense_reply": 1.0}
+# ...and on an index of questions alone (with z-scores), chosen leaving each benchmark out in turn.
+QUESTION_ONLY_WEIGHTS = {"bm25_question": 0.5, "dense_question": 1.0}
 
 
 @dataclass(frozen=True)
@@ -30,47 +46,105 @@ class Fusion:
 
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     method: str = "weighted"
+    normalization: str = "minmax"
     rrf_k: int = 60
     depth: int = 100
+    # The fusion to use instead on an index that holds no reply text (None: this one).
+    question_only: Fusion | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(SIGNALS)
         if unknown:
             raise ValueError(f"unknown signals {sorted(unknown)}; known: {', '.join(SIGNALS)}")
-        if self.method not in ("rrf", "weighted"):
-            raise ValueError(f"fusion method must be 'rrf' or 'weighted', not {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"fusion method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, not {self.normalization!r}")
 
     @property
     def active(self) -> dict[str, float]:
         """Signals with a non-zero weight."""
         return {s: w for s, w in self.weights.items() if w}
 
+    def for_index(self, has_replies: bool) -> Fusion:
+        """The fusion that applies to an index with or without reply text."""
+        return self if has_replies or self.question_only is None else self.question_only
+
 
 MODES: dict[str, Fusion] = {
     "bm25": Fusion(weights={"bm25": 1.0}),
     "dense": Fusion(weights={"dense_question": 1.0}),
-    "hybrid": Fusion(),
+    "hybrid": Fusion(question_only=Fusion(weights=dict(QUESTION_ONLY_WEIGHTS), normalization="zscore")),
 }
+
+
+def contributions(scores: dict[str, np.ndarray], fusion: Fusion) -> dict[str, np.ndarray]:
+    """Each active signal's part of the fused score, per candidate (0 where it is NaN).
+
+    The fused score is their sum; `--explain` shows them. With one active signal its part is
+    its own score.
+    """
+    active = fusion.active
+    if len(active) == 1:
+        signal = next(iter(active))
+        return {signal: np.nan_to_num(np.asarray(scores[signal], dtype=np.float64), nan=0.0)}
+    total = sum(active.values())
+    parts = {}
+    for signal, weight in active.items():
+        values = np.asarray(scores[signal], dtype=np.float64)
+        if fusion.method == "rrf":
+            parts[signal] = weight * _reciprocal_rank(values, fusion.rrf_k)
+        else:
+            parts[signal] = weight / total * normalized(values, fusion)
+    return parts
 
 
 def fuse(scores: dict[str, np.ndarray], fusion: Fusion) -> np.ndarray:
     """Fused score per candidate (higher is better) from each active signal's scores."""
-    active = fusion.active
-    if len(active) == 1:
-        return np.nan_to_num(scores[next(iter(active))], nan=0.0)
-    n = len(next(iter(scores.values())))
-    fused = np.zeros(n, dtype=np.float64)
-    for signal, weight in active.items():
-        values = np.asarray(scores[signal], dtype=np.float64)
-        valid = ~np.isnan(values)
-        if not valid.any():
-            continue
-        if fusion.method == "rrf":
-            order = np.flatnonzero(valid)[np.argsort(-values[valid], kind="stable")]
-            fused[order] += weight / (fusion.rrf_k + np.arange(1, len(order) + 1))
+    parts = contributions(scores, fusion)
+    return np.sum(list(parts.values()), axis=0) if parts else np.zeros(0)
+
+
+def explain(scores: dict[str, np.ndarray], fusion: Fusion, parts: dict[str, np.ndarray], at: int) -> dict[str, dict[str, float | None]]:
+    """Why candidate `at` scored what it did: per active signal its raw score, the value the
+    fusion made of it (normalised score, reciprocal rank, or the raw score alone), its weight
+    and its part of the fused score."""
+    total = sum(fusion.active.values())
+    out = {}
+    for signal, weight in fusion.active.items():
+        raw = float(scores[signal][at])
+        part = float(parts[signal][at])
+        if len(parts) == 1:
+            value = part
+        elif fusion.method == "rrf":
+            value = part / weight
         else:
-            low, high = values[valid].min(), values[valid].max()
-            fused[valid] += weight * ((values[valid] - low) / (high - low) if high > low else 1.0)
-    if fusion.method == "weighted":
-        fused /= sum(active.values())
-    return fused
+            value = part * total / weight
+        out[signal] = {"raw": None if np.isnan(raw) else raw, "normalized": value, "weight": weight, "contribution": part}
+    return out
+
+
+def normalized(values: np.ndarray, fusion: Fusion) -> np.ndarray:
+    """One signal's scores under the fusion's normalization; NaN (no evidence) becomes 0."""
+    out = np.zeros(len(values), dtype=np.float64)
+    valid = ~np.isnan(values)
+    if not valid.any():
+        return out
+    present = values[valid]
+    if fusion.normalization == "zscore":
+        top = np.partition(present, len(present) - fusion.depth)[-fusion.depth:] if len(present) > fusion.depth else present
+        spread = top.std()
+        out[valid] = (present - top.mean()) / spread if spread > 0 else 0.0
+        out[~valid] = out[valid].min()
+    else:
+        low, high = present.min(), present.max()
+        out[valid] = (present - low) / (high - low) if high > low else 1.0
+    return out
+
+
+def _reciprocal_rank(values: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros(len(values), dtype=np.float64)
+    valid = ~np.isnan(values)
+    order = np.flatnonzero(valid)[np.argsort(-values[valid], kind="stable")]
+    out[order] = 1.0 / (k + np.arange(1, len(order) + 1))
+    return out

@@ -26,7 +26,7 @@ from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.store import DocumentStore
 from index.text import tokenize
-from search.fusion import DENSE, MODES, SIGNALS, Fusion, fuse
+from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
 from search.snippets import excerpt, matched_terms
 
 # The model runs on ONNX Runtime for queries (index/onnx_runner.py); SIMQA_QUERY_BACKEND=torch
@@ -60,9 +60,14 @@ class Hit:
     question_excerpt: str
     reply_excerpt: str
     matched_terms: list[str]
+    explain: dict[str, dict[str, float | None]] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready; `explain` only when it was asked for."""
+        data = asdict(self)
+        if self.explain is None:
+            del data["explain"]
+        return data
 
 
 class Searcher:
@@ -86,6 +91,8 @@ class Searcher:
         self.question_index = vectors.load(generation / layout.QUESTION_FAISS)
         self.reply_index = vectors.load(generation / layout.REPLY_FAISS)
         self.departments = np.array([d.lower() for d in self.store.departments])
+        # Fusions choose their weights by this (Fusion.for_index).
+        self.has_replies = bool(manifest.counts.get("reply_passages", 0))
         # One query searches with one thread: 3.5 ms instead of 5.4 ms for exact search at 47k
         # (two threads cost more to start than they save); concurrency comes from requests.
         faiss.omp_set_num_threads(1)
@@ -127,46 +134,56 @@ class Searcher:
         department: str | None = None,
         fusion: Fusion | None = None,
         timings: dict[str, float] | None = None,
+        explain: bool = False,
     ) -> list[Hit]:
         """The k consultations most relevant to a free-text question.
 
-        `timings`, if given, receives the seconds spent per stage (for benchmarks).
+        `timings`, if given, receives the seconds spent per stage (for benchmarks); `explain`
+        adds to each hit its per-signal raw and normalised scores and their contributions.
         """
-        fusion = fusion or _mode(mode)
+        fusion = (fusion or _mode(mode)).for_index(self.has_replies)
         clock = _Clock(timings)
         query = self._text_query(text, fusion.active)
         clock.lap("embed")
-        return self._answer(query, text, k, fusion, department, clock)
+        return self._answer(query, text, k, fusion, department, clock, explain=explain)
 
     def search_many(
-        self, texts: list[str], k: int = 10, mode: str = "hybrid", department: str | None = None, fusion: Fusion | None = None
+        self,
+        texts: list[str],
+        k: int = 10,
+        mode: str = "hybrid",
+        department: str | None = None,
+        fusion: Fusion | None = None,
+        explain: bool = False,
     ) -> list[list[Hit]]:
         """search() for a batch of questions: their vectors are computed in one model call."""
-        fusion = fusion or _mode(mode)
+        fusion = (fusion or _mode(mode)).for_index(self.has_replies)
         if any(not t.strip() or len(t) > MAX_QUERY_CHARS for t in texts):
             raise SimqaError(f"empty query, or one over {MAX_QUERY_CHARS:,} characters, in the batch")
         dense = DENSE & set(fusion.active)
         query_vectors = self.query_encoder().embed(texts) if dense and texts else [None] * len(texts)
         queries = [_Query(tokenize(t), v, v) for t, v in zip(texts, query_vectors)]
-        return self._answer_many(queries, texts, k, fusion, department)
+        return self._answer_many(queries, texts, k, fusion, department, explain)
 
-    def similar(self, consultation_id: str, k: int = 4, department: str | None = None, fusion: Fusion | None = None) -> list[Hit]:
+    def similar(
+        self, consultation_id: str, k: int = 4, department: str | None = None, fusion: Fusion | None = None, explain: bool = False
+    ) -> list[Hit]:
         """The Similar Q&A panel of a stored consultation, from its stored vectors (no embedding).
 
         The consultation itself and its duplicates (same question) are left out.
         """
-        fusion = fusion or MODES["hybrid"]
+        fusion = (fusion or MODES["hybrid"]).for_index(self.has_replies)
         row = self._row(consultation_id)
         query = self._stored_query(row, self.store.get([row])[0])
-        return self._answer(query, None, k, fusion, department, _Clock(None))
+        return self._answer(query, None, k, fusion, department, _Clock(None), explain=explain)
 
     def similar_many(self, consultation_ids: list[str], k: int = 4, fusion: Fusion | None = None) -> list[list[Hit]]:
         """similar() for many consultations (precomputed panels): one batched FAISS call per
         vector signal and one store read, instead of one of each per consultation."""
-        fusion = fusion or MODES["hybrid"]
+        fusion = (fusion or MODES["hybrid"]).for_index(self.has_replies)
         rows = [self._row(i) for i in consultation_ids]
         queries = [self._stored_query(r, c) for r, c in zip(rows, self.store.get(rows))]
-        return self._answer_many(queries, [None] * len(queries), k, fusion, None)
+        return self._answer_many(queries, [None] * len(queries), k, fusion, None, False)
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
         """Ids of the union of each signal's top `depth`, and every signal's score of each.
@@ -174,6 +191,12 @@ class Searcher:
         For analysis and tuning fusion offline; search() is this followed by fuse() and top-k.
         """
         rows, scores = self._candidates(self._text_query(text, set(signals)), set(signals), depth, None, _Clock(None))
+        return [self.store.ids[r] for r in rows], scores
+
+    def similar_candidates(self, consultation_id: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
+        """candidates() of similar(): the stored consultation as the query, it and its duplicates left out."""
+        row = self._row(consultation_id)
+        rows, scores = self._candidates(self._stored_query(row, self.store.get([row])[0]), set(signals), depth, None, _Clock(None))
         return [self.store.ids[r] for r in rows], scores
 
     def get(self, consultation_id: str) -> Consultation:
@@ -211,17 +234,18 @@ class Searcher:
         department: str | None,
         clock: _Clock,
         proposed: dict[str, np.ndarray] | None = None,
+        explain: bool = False,
     ) -> list[Hit]:
         """Candidates, fusion, top k, hits: the path every query takes after its vectors."""
         rows, scores = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock, proposed)
-        top = _top(rows, scores, fusion, k)
+        top = _top(rows, scores, fusion, k, explain)
         clock.lap("fusion")
         hits = self._hits(*top, query=text)
         clock.lap("hits")
         return hits
 
     def _answer_many(
-        self, queries: list[_Query], texts: list[str | None], k: int, fusion: Fusion, department: str | None
+        self, queries: list[_Query], texts: list[str | None], k: int, fusion: Fusion, department: str | None, explain: bool
     ) -> list[list[Hit]]:
         """_answer for a batch: one FAISS call per vector signal, searching queries on every
         core, then the per-query work on a thread pool (numpy, FAISS and SQLite release the GIL)."""
@@ -242,7 +266,8 @@ class Searcher:
             finally:
                 faiss.omp_set_num_threads(1)
         with ThreadPoolExecutor(max_workers=threads()) as pool:
-            return list(pool.map(lambda q, t, p: self._answer(q, t, k, fusion, department, _Clock(None), p), queries, texts, proposed))
+            return list(pool.map(lambda q, t, p: self._answer(q, t, k, fusion, department, _Clock(None), p, explain),
+                                 queries, texts, proposed))
 
     def _text_query(self, text: str, signals: set[str] | dict) -> _Query:
         if not text.strip():
@@ -342,7 +367,9 @@ class Searcher:
         out[filled] = np.maximum.reduceat(cosines, group_starts[filled])
         return out
 
-    def _hits(self, rows: np.ndarray, fused: np.ndarray, scores: dict[str, np.ndarray], query: str | None) -> list[Hit]:
+    def _hits(
+        self, rows: np.ndarray, fused: np.ndarray, scores: dict[str, np.ndarray], explanations: list | None, query: str | None
+    ) -> list[Hit]:
         consultations = self.store.get(rows.tolist())
         excerpts = [(excerpt(c.question, truncated=c.excerpt), excerpt(c.reply or c.more_info, truncated=c.excerpt))
                     for c in consultations]
@@ -362,6 +389,7 @@ class Searcher:
                 question_excerpt=question_excerpt,
                 reply_excerpt=reply_excerpt,
                 matched_terms=terms,
+                explain=explanations[at] if explanations else None,
             )
             for at, (c, (question_excerpt, reply_excerpt), terms) in enumerate(zip(consultations, excerpts, matched))
         ]
@@ -397,13 +425,16 @@ class _Query:
     exclude: int | None = None
 
 
-def _top(rows: np.ndarray, scores: dict[str, np.ndarray], fusion: Fusion, k: int):
-    """The k best rows by fused score, with their fused and per-signal scores."""
+def _top(rows: np.ndarray, scores: dict[str, np.ndarray], fusion: Fusion, k: int, explained: bool):
+    """The k best rows by fused score, with their fused and per-signal scores (and, if
+    `explained`, each one's explanation)."""
     if not len(rows):
-        return rows, np.zeros(0), scores
+        return rows, np.zeros(0), scores, None
     fused = fuse(scores, fusion)
     order = np.argsort(-fused, kind="stable")[:k]
-    return rows[order], fused[order], {s: v[order] for s, v in scores.items()}
+    parts = contributions(scores, fusion) if explained else {}
+    explanations = [explain(scores, fusion, parts, at) for at in order] if explained else None
+    return rows[order], fused[order], {s: v[order] for s, v in scores.items()}, explanations
 
 
 def _mode(mode: str) -> Fusion:

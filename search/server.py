@@ -30,6 +30,7 @@ STATIC = files("search") / "static"
 
 K = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
 Mode = Annotated[str, Query(pattern="^(" + "|".join(MODES) + ")$", description="ranking: " + ", ".join(MODES))]
+Explain = Annotated[bool, Query(description="add each hit's per-signal raw and normalised scores and contributions")]
 
 
 class SearchRequest(BaseModel):
@@ -39,6 +40,7 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K)
     mode: str = Field("hybrid", pattern="^(" + "|".join(MODES) + ")$")
     department: str | None = None
+    explain: bool = False
 
 
 def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None = None) -> FastAPI:
@@ -77,23 +79,26 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         k: K = 10,
         mode: Mode = "hybrid",
         department: str | None = None,
+        explain: Explain = False,
     ) -> dict:
         if not q.strip():
             raise HTTPException(422, "q must not be blank")
-        return {"query": q, "hits": [h.to_dict() for h in current().search(q, k=k, mode=mode, department=department)]}
+        hits = current().search(q, k=k, mode=mode, department=department, explain=explain)
+        return {"query": q, "hits": [h.to_dict() for h in hits]}
 
     @app.post("/api/search")
     def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
         if any(not q.strip() for q in request.queries):
             raise HTTPException(422, "queries must not be blank")
-        results = current().search_many(request.queries, k=request.k, mode=request.mode, department=request.department)
+        results = current().search_many(request.queries, k=request.k, mode=request.mode, department=request.department,
+                                        explain=request.explain)
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
 
     @app.get("/api/similar/{consultation_id}")
-    def similar(consultation_id: str, k: K = 4) -> dict:
+    def similar(consultation_id: str, k: K = 4, explain: Explain = False) -> dict:
         searcher = current()
         _known(searcher, consultation_id)
-        return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k)]}
+        return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k, explain=explain)]}
 
     @app.get("/api/consultations/{consultation_id}")
     def consultation(consultation_id: str) -> dict:

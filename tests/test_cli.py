@@ -35,6 +35,15 @@ def test_search_json_and_list(capsys, seeds_index):
     assert code == 0 and f"{SEED_000}\tInvoluntary muscle contractions?" in out.splitlines()
 
 
+def test_explain_in_text_and_json(capsys, seeds_index):
+    code, out, _ = run(capsys, "search", "head tremor", "--index", str(seeds_index), "-k", "2", "--explain")
+    assert code == 0 and out.count("  score ") == 2
+    assert all(signal in out for signal in ("bm25_question", "dense_question", "dense_reply"))
+    code, out, _ = run(capsys, "similar", SEED_000, "--index", str(seeds_index), "--explain", "--format", "json")
+    hits = json.loads(out)
+    assert code == 0 and all(sum(p["contribution"] for p in h["explain"].values()) == pytest.approx(h["score"]) for h in hits)
+
+
 def test_unknown_id_is_one_clear_error_line(capsys, seeds_index):
     code, out, err = run(capsys, "similar", "no-such-id", "--index", str(seeds_index))
     assert (code, out) == (1, "")

@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from index import generations
+from index import BuildConfig, build_index, generations
+from index.consultation import Consultation
 from index.errors import IndexFormatError, SimqaError
 from index.readers import read_sources
-from search import Fusion, Searcher
+from search import MODES, Fusion, Searcher
 from tests.conftest import ROOT, SEED_000, SEED_003, SEEDS
 
 QUERY = "my neck muscles twitch and my head shakes when I am nervous"
@@ -166,3 +167,26 @@ def test_concurrent_queries_match_sequential_ones(searcher):
     with ThreadPoolExecutor(max_workers=8) as pool:
         got = list(pool.map(lambda t: [h.id for h in searcher.search(t, k=5)], texts))
     assert got == [expected[t] for t in texts]
+
+
+def test_explain_shows_why_each_hit_scored_what_it_did(searcher):
+    plain = searcher.search(QUERY, k=3)
+    explained = searcher.search(QUERY, k=3, explain=True)
+    assert [h.id for h in explained] == [h.id for h in plain]
+    assert plain[0].explain is None and "explain" not in plain[0].to_dict()
+    for hit in explained + searcher.similar(SEED_000, k=4, explain=True):
+        assert set(hit.explain) == {"bm25_question", "dense_question", "dense_reply"}
+        assert sum(p["contribution"] for p in hit.explain.values()) == pytest.approx(hit.score)
+        assert all(p["raw"] == hit.scores[s] for s, p in hit.explain.items())
+
+
+def test_an_index_of_questions_alone_uses_the_question_only_fusion(tmp_path, encoder):
+    """Without replies the default changes its weights and normalisation (search/fusion.py)."""
+    questions = [Consultation(id=c.id, question=c.question, title=c.title) for c in read_sources([SEEDS]).consultations]
+    build_index(questions, tmp_path / "questions", BuildConfig(progress=False), encoder=encoder)
+    searcher = Searcher.open(tmp_path / "questions", encoder=encoder)
+    assert not searcher.has_replies
+    expected = MODES["hybrid"].for_index(has_replies=False)
+    for hit in searcher.search(QUERY, k=3, explain=True):
+        assert {s: p["weight"] for s, p in hit.explain.items()} == expected.active
+        assert sum(p["contribution"] for p in hit.explain.values()) == pytest.approx(hit.score)

@@ -29,6 +29,17 @@ def test_search_get_and_post(client, searcher):
     assert [h["id"] for h in results[0]] == [h.id for h in searcher.search(QUERY, k=2, mode="bm25")]
 
 
+def test_explain_is_asked_for(client):
+    plain = client.get("/api/search", params={"q": QUERY, "k": 2}).json()["hits"]
+    explained = client.get("/api/search", params={"q": QUERY, "k": 2, "explain": "true"}).json()["hits"]
+    assert "explain" not in plain[0] and [h["id"] for h in explained] == [h["id"] for h in plain]
+    assert sum(p["contribution"] for p in explained[0]["explain"].values()) == pytest.approx(explained[0]["score"])
+    batch = client.post("/api/search", json={"queries": [QUERY], "k": 1, "explain": True}).json()["results"]
+    assert set(batch[0][0]["explain"]) == set(explained[0]["explain"])
+    panel = client.get(f"/api/similar/{SEED_000}", params={"explain": "true"}).json()["hits"]
+    assert all("explain" in h for h in panel)
+
+
 def test_similar_consultation_and_health(client):
     panel = client.get(f"/api/similar/{SEED_000}", params={"k": 4}).json()
     assert panel["id"] == SEED_000 and len(panel["hits"]) == 4 and SEED_003 in {h["id"] for h in panel["hits"]}

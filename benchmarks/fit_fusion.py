@@ -1,0 +1,209 @@
+"""Choose the default fusion across every benchmark shape, with leave-one-benchmark-out figures.
+
+Every query's candidates are gathered once per benchmark with all four signals scored
+(Searcher.candidates, or similar_candidates for the panel benchmark; cached under build/pools),
+so each setting of the grid is scored offline through the product's own `fuse`. The grid spans
+the normalisation (min-max, z-score, or RRF), the weight of BM25 over questions and the weight of
+the reply passages, both relative to the question vector's weight 1.
+
+The default has two parts (search/fusion.py): one for indexes with replies, one for indexes of
+questions alone; each part is chosen on the benchmarks of its shape. Criterion: the setting
+whose worst margin over the benchmark's best single signal (the smaller of the nDCG@10 and the
+MRR@10 margins) is largest: a default must not lose to one of its own signals anywhere.
+Leave-one-benchmark-out: benchmarks sharing queries and judgments form a group
+(benchmarks/suite.py); for each group, the choice is made on the other groups and scored on the
+one left out. Writes benchmarks/results/suite/fusion-lobo.json and .md.
+
+    python -m benchmarks.fit_fusion --suite build/suite --indexes build/suite-index
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.rqe import negatives_above
+from benchmarks.suite import BENCHMARKS, Benchmark
+from search.bench import evaluate, read_qrels, read_queries
+from search.fusion import MODES, SIGNALS, Fusion, fuse
+from search.searcher import Searcher
+
+RESULTS = Path(__file__).resolve().parent / "results" / "suite"
+BM25_WEIGHTS = (0.1, 0.25, 0.5, 0.75, 1.0)
+REPLY_WEIGHTS = (0.5, 1.0)
+DEPTH = 100
+
+
+def index_of(benchmark: Benchmark, indexes: Path) -> Path:
+    return indexes / benchmark.corpus
+
+
+def grid() -> dict[str, Fusion]:
+    """Every setting tried, by a readable name (on indexes without replies the reply weight is moot)."""
+    out = {}
+    for bm25, reply in itertools.product(BM25_WEIGHTS, REPLY_WEIGHTS):
+        weights = {"bm25_question": bm25, "dense_question": 1.0, "dense_reply": reply}
+        for method, normalization in (("weighted", "minmax"), ("weighted", "zscore"), ("rrf", "minmax")):
+            name = f"{normalization if method == 'weighted' else 'rrf'} bm25_question {bm25:g}, dense_reply {reply:g}"
+            out[name] = Fusion(weights=weights, method=method, normalization=normalization)
+    return out
+
+
+class Pools:
+    """One benchmark's queries with their candidates and every signal's raw score."""
+
+    def __init__(self, qids: list[str], ids: list[list[str]], scores: list[dict[str, np.ndarray]]) -> None:
+        self.qids, self.ids, self.scores = qids, ids, scores
+
+    @classmethod
+    def gather(cls, searcher: Searcher, queries: dict[str, str], panel: bool) -> "Pools":
+        """Candidates of search(text), or of similar(qid) for a panel benchmark."""
+        found = [searcher.similar_candidates(qid, DEPTH) if panel else searcher.candidates(text, DEPTH) for qid, text in queries.items()]
+        return cls(list(queries), [f[0] for f in found], [f[1] for f in found])
+
+    def save(self, path: Path) -> None:
+        offsets = np.cumsum([0] + [len(i) for i in self.ids])
+        np.savez(path.with_suffix(".npz"), offsets=offsets,
+                 **{s: np.concatenate([sc[s] for sc in self.scores]) if self.scores else np.zeros(0) for s in SIGNALS})
+        path.with_suffix(".json").write_text(json.dumps({"qids": self.qids, "ids": [i for ids in self.ids for i in ids]}))
+
+    @classmethod
+    def load(cls, path: Path) -> "Pools":
+        arrays = np.load(path.with_suffix(".npz"))
+        meta = json.loads(path.with_suffix(".json").read_text())
+        o = arrays["offsets"]
+        spans = list(zip(o[:-1], o[1:]))
+        return cls(meta["qids"], [meta["ids"][a:b] for a, b in spans],
+                   [{s: arrays[s][a:b] for s in SIGNALS} for a, b in spans])
+
+    @property
+    def has_replies(self) -> bool:
+        return any((~np.isnan(sc["dense_reply"])).any() for sc in self.scores)
+
+    def run(self, fusion: Fusion) -> dict[str, list[tuple[str, float]]]:
+        """What search() would return (top 100) under this fusion."""
+        fusion = fusion.for_index(self.has_replies)
+        run = {}
+        for qid, ids, scores in zip(self.qids, self.ids, self.scores):
+            fused = fuse({s: scores[s] for s in fusion.active}, fusion)
+            order = np.argsort(-fused, kind="stable")[:100]
+            run[qid] = [(ids[i], float(fused[i])) for i in order]
+        return run
+
+
+def load_pools(benchmark: Benchmark, suite: Path, indexes: Path, cache: Path) -> Pools:
+    path = cache / benchmark.name
+    if path.with_suffix(".npz").is_file():
+        return Pools.load(path)
+    queries = read_queries(suite / benchmark.corpus / benchmark.queries)
+    pools = Pools.gather(Searcher.open(index_of(benchmark, indexes)), queries, benchmark.panel)
+    cache.mkdir(parents=True, exist_ok=True)
+    pools.save(path)
+    return pools
+
+
+def measures(run: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]], benchmark: Benchmark, suite: Path) -> dict[str, float]:
+    """The harness's measures, and where the benchmark has random negatives (RQE), the share
+    ranked above the true short form."""
+    figures = evaluate(run, qrels, benchmark.threshold)
+    negatives = suite / benchmark.corpus / "negatives.json"
+    if negatives.is_file():
+        figures["negatives_above"] = negatives_above(run, json.loads(negatives.read_text()), qrels)
+    return figures
+
+
+def objective(figures: dict[str, float]) -> float:
+    return (figures["nDCG@10"] + figures["MRR@10"]) / 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", type=Path, default=Path("build/suite"))
+    parser.add_argument("--indexes", type=Path, default=Path("build/suite-index"))
+    parser.add_argument("--pools", type=Path, default=Path("build/pools"))
+    args = parser.parse_args()
+
+    settings = {"default": MODES["hybrid"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS}, **grid()}
+    figures: dict[str, dict[str, dict[str, float]]] = {}  # setting -> benchmark -> measures
+    pools_have_replies = {}
+    for benchmark in BENCHMARKS:
+        pools = load_pools(benchmark, args.suite, args.indexes, args.pools)
+        pools_have_replies[benchmark.name] = pools.has_replies
+        qrels = read_qrels(args.suite / benchmark.corpus / "qrels.txt")
+        for name, fusion in settings.items():
+            figures.setdefault(name, {})[benchmark.name] = measures(pools.run(fusion), qrels, benchmark, args.suite)
+        print(benchmark.name, "done", flush=True)
+
+    shapes = {b.name: pools_have_replies[b.name] for b in BENCHMARKS}
+    report = {"settings": {n: describe(f) for n, f in settings.items()}, "figures": figures,
+              "has_replies": shapes, "lobo": lobo(figures, shapes, list(grid()))}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fusion-lobo.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "fusion-lobo.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+
+
+def margin(figures: dict[str, dict[str, dict[str, float]]], setting: str, benchmark: str) -> float:
+    """How far a setting is ahead of the benchmark's best single signal: the smaller of its
+    nDCG@10 and MRR@10 margins (negative: a signal alone does better)."""
+    return min(figures[setting][benchmark][m] - max(figures[s][benchmark][m] for s in SIGNALS) for m in ("nDCG@10", "MRR@10"))
+
+
+def lobo(figures: dict, shapes: dict[str, bool], candidates: list[str]) -> dict:
+    """For each group left out and each shape, the setting with the best worst-case margin on
+    the other groups' benchmarks of that shape (None where no other group has that shape)."""
+    out = {}
+    for group in sorted({b.group for b in BENCHMARKS}):
+        chosen = {}
+        for replies in (True, False):
+            training = [b.name for b in BENCHMARKS if b.group != group and shapes[b.name] == replies]
+            chosen["with_replies" if replies else "question_only"] = (
+                max(candidates, key=lambda n: min(margin(figures, n, b) for b in training)) if training else None)
+        held_out = {}
+        for b in BENCHMARKS:
+            if b.group == group:
+                setting = chosen["with_replies" if shapes[b.name] else "question_only"]
+                held_out[b.name] = {"setting": setting, **(figures[setting][b.name] if setting else {})}
+        out[group] = {"chosen": chosen, "held_out": held_out}
+    return out
+
+
+def describe(fusion: Fusion) -> str:
+    weights = ", ".join(f"{s} {w:g}" for s, w in fusion.weights.items() if w)
+    how = fusion.normalization if fusion.method == "weighted" else f"rrf k={fusion.rrf_k}"
+    return f"{how}: {weights}"
+
+
+def markdown(report: dict) -> str:
+    names = [b.name for b in BENCHMARKS]
+    figures = report["figures"]
+
+    def cell(setting: str | None, bench: str) -> str:
+        if setting is None:
+            return "—"
+        return f"{figures[setting][bench]['nDCG@10']:.3f} / {figures[setting][bench]['MRR@10']:.3f}"
+
+    lines = ["# Fusion across benchmark shapes", "", "nDCG@10 / MRR@10 of every setting on every benchmark (`fit_fusion.py`).", "",
+             "| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for setting in figures:
+        lines.append(f"| {setting} | " + " | ".join(cell(setting, b) for b in names) + " |")
+    lines += ["", "## Leave one benchmark group out", "",
+              "Each shape's setting chosen on the other groups (best worst-case margin over the best single signal), "
+              "scored on the group left out.", "",
+              "| held out (group) | shape | chosen on the other groups | held out | best single signal | default |",
+              "|---|---|---|---|---|---|"]
+    for group, entry in report["lobo"].items():
+        for bench, held in entry["held_out"].items():
+            best = max(SIGNALS, key=lambda s: figures[s][bench]["nDCG@10"])
+            shape = "with replies" if report["has_replies"][bench] else "questions only"
+            lines.append(f"| {bench} ({group}) | {shape} | {held['setting'] or 'none: no other group has this shape'} | "
+                         f"{cell(held['setting'], bench)} | {best} {cell(best, bench)} | {cell('default', bench)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

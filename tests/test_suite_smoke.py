@@ -1,0 +1,57 @@
+"""The benchmark suite's question-to-question benchmarks: how they are built, and a smoke run of
+the fusion fit on RQE pairs over a small corpus."""
+
+import pytest
+
+from benchmarks.fit_fusion import Pools, margin
+from benchmarks.rqe import RQE, key, load_rqe, negatives_above
+from index import BuildConfig, build_index
+from index.consultation import Consultation
+from search import MODES, Fusion, Searcher
+from search.bench import evaluate
+
+pytestmark = pytest.mark.skipif(not RQE.is_file(), reason="../shared/datasets is not beside the project")
+
+
+@pytest.fixture(scope="module")
+def rqe():
+    return load_rqe()
+
+
+def test_rqe_queries_have_a_reworded_short_form(rqe):
+    queries, shorts, counts = rqe
+    assert counts["pairs"] == 8588 and counts["queries"] == len(queries) > 3000
+    assert len(set(shorts.values())) == len(shorts) == counts["short_questions"]
+    for query in queries:
+        assert query.relevant and all(key(shorts[d]) != key(query.text) for d in query.relevant)
+        assert not query.relevant & query.negatives
+
+
+def test_negatives_above_counts_pairs_ranked_over_the_true_short_form():
+    run = {"q1": [("neg", 3.0), ("true", 2.0)], "q2": [("true", 1.0)]}
+    qrels = {"q1": {"true": 1}, "q2": {"true": 1}}
+    assert negatives_above(run, {"q1": ["neg", "other"], "q2": ["neg"]}, qrels) == pytest.approx(1 / 3)
+
+
+def test_fit_on_a_small_rqe_slice(rqe, tmp_path, encoder):
+    """Pools gathered once score every fusion as search() itself would rank."""
+    queries, shorts, _ = rqe
+    sample = queries[:40]
+    docs = {d for q in sample for d in q.relevant | q.negatives}
+    corpus = [Consultation(id=d, question=shorts[d]) for d in sorted(docs)]
+    build_index(corpus, tmp_path / "index", BuildConfig(progress=False), encoder=encoder)
+    searcher = Searcher.open(tmp_path / "index", encoder=encoder)
+    texts = {q.qid: q.text for q in sample}
+    qrels = {q.qid: {d: 1 for d in q.relevant} for q in sample}
+    pools = Pools.gather(searcher, texts, panel=False)
+    pools.save(tmp_path / "pools")
+    pools = Pools.load(tmp_path / "pools")
+    assert not pools.has_replies
+    for fusion in (MODES["hybrid"], MODES["dense"], Fusion(weights={"bm25_question": 1.0, "dense_question": 1.0}, method="rrf")):
+        offline = pools.run(fusion)
+        online = {q: [(h.id, h.score) for h in searcher.search(t, k=100, fusion=fusion)] for q, t in texts.items()}
+        assert {q: [d for d, _ in r[:10]] for q, r in offline.items()} == {q: [d for d, _ in r[:10]] for q, r in online.items()}
+    figures = {name: {"rqe": evaluate(pools.run(f), qrels, 1)} for name, f in
+               {"default": MODES["hybrid"], **{s: Fusion(weights={s: 1.0}) for s in ("bm25", "bm25_question", "dense_question", "dense_reply")}}.items()}
+    assert figures["default"]["rqe"]["MRR@10"] > 0.9
+    assert margin(figures, "default", "rqe") >= 0  # no signal alone is ahead of the default
