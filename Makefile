@@ -71,8 +71,8 @@ bench-relevance: $(STAMP)
 # txtai's hybrid on each (needs the indexes bench-relevance builds; txtai installed here only).
 bench-tune: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python -m benchmarks.fit_fusion --suite $(SUITE) --indexes $(SUITE_INDEX)
 	$(BIN)/python -m benchmarks.txtai_peer --suite $(SUITE) --cache $(BENCH_CACHE) --out $(RESULTS)/suite/txtai.json
+	$(BIN)/python -m benchmarks.fit_fusion --suite $(SUITE) --indexes $(SUITE_INDEX) --txtai $(RESULTS)/suite/txtai.json
 
 # Speed: builds, per-stage query latency, rank-bm25 and txtai peers (txtai installed here only),
 # synthetic corpora to 1M consultations. About an hour on 2 cores; needs the index bench-relevance builds.

@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.rqe import negatives_above
 from benchmarks.suite import BENCHMARKS, Benchmark
-from search.bench import evaluate, read_qrels, read_queries
+from search.bench import METHODS, evaluate, read_qrels, read_queries
 from search.fusion import MODES, SIGNALS, Fusion, fuse
 from search.searcher import Searcher
 
@@ -125,9 +125,10 @@ def main() -> None:
     parser.add_argument("--suite", type=Path, default=Path("build/suite"))
     parser.add_argument("--indexes", type=Path, default=Path("build/suite-index"))
     parser.add_argument("--pools", type=Path, default=Path("build/pools"))
+    parser.add_argument("--txtai", type=Path, help="txtai_peer.py's results, for the summary table")
     args = parser.parse_args()
 
-    settings = {"default": MODES["hybrid"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS}, **grid()}
+    settings = {"default": MODES["hybrid"], "minmax": METHODS["minmax"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS}, **grid()}
     figures: dict[str, dict[str, dict[str, float]]] = {}  # setting -> benchmark -> measures
     pools_have_replies = {}
     for benchmark in BENCHMARKS:
@@ -140,7 +141,8 @@ def main() -> None:
 
     shapes = {b.name: pools_have_replies[b.name] for b in BENCHMARKS}
     report = {"settings": {n: describe(f) for n, f in settings.items()}, "figures": figures,
-              "has_replies": shapes, "lobo": lobo(figures, shapes, list(grid()))}
+              "has_replies": shapes, "lobo": lobo(figures, shapes, list(grid())),
+              "txtai": json.loads(args.txtai.read_text()) if args.txtai and args.txtai.is_file() else {}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fusion-lobo.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "fusion-lobo.md").write_text(markdown(report), encoding="utf-8")
@@ -187,8 +189,27 @@ def markdown(report: dict) -> str:
             return "—"
         return f"{figures[setting][bench]['nDCG@10']:.3f} / {figures[setting][bench]['MRR@10']:.3f}"
 
-    lines = ["# Fusion across benchmark shapes", "", "nDCG@10 / MRR@10 of every setting on every benchmark (`fit_fusion.py`).", "",
-             "| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines = ["# Fusion across benchmark shapes", "", "## Summary (nDCG@10 / MRR@10)", "",
+             "minmax: the default's part for indexes with replies used on every index (the default before question-only "
+             "indexes had their own part). Held out: the setting chosen on the other groups (below).", "",
+             "| benchmark | shape | best single signal | txtai 9.14 hybrid, same vectors | minmax | default | held out |",
+             "|---|---|---|---|---|---|---|"]
+    for b in BENCHMARKS:
+        best = max(SIGNALS, key=lambda s: figures[s][b.name]["nDCG@10"])
+        held = report["lobo"][b.group]["held_out"][b.name]["setting"]
+        txtai = report["txtai"].get(b.name)
+        peer = f"{txtai['nDCG@10']:.3f} / {txtai['MRR@10']:.3f}" if txtai else "—"
+        shape = "with replies" if report["has_replies"][b.name] else "questions only"
+        lines.append(f"| {b.name} | {shape} | {best} {cell(best, b.name)} | {peer} | {cell('minmax', b.name)} | "
+                     f"**{cell('default', b.name)}** | {cell(held, b.name) if held else 'no other group of this shape'} |")
+    if "negatives_above" in figures["default"].get("rqe", {}):
+        shares = {n: figures[n]["rqe"]["negatives_above"] for n in ("default", "minmax", *SIGNALS)}
+        if "rqe" in report["txtai"]:
+            shares["txtai"] = report["txtai"]["rqe"]["negatives_above"]
+        lines += ["", "RQE random negatives ranked above the true short form (share of false pairs): "
+                  + ", ".join(f"{n} {v:.2%}" for n, v in shares.items()) + "."]
+    lines += ["", "## Every setting", "", "nDCG@10 / MRR@10 of every setting on every benchmark.", "",
+              "| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for setting in figures:
         lines.append(f"| {setting} | " + " | ".join(cell(setting, b) for b in names) + " |")
     lines += ["", "## Leave one benchmark group out", "",

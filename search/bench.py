@@ -26,13 +26,14 @@ MEASURES = {"nDCG@10": nDCG @ 10, "MAP@10": AP @ 10, "MRR@10": RR @ 10, "P@1": P
 COLUMNS = ("AvgScore", *MEASURES)
 RUN_DEPTH = 100
 
-# What `--methods` can name: each signal alone, the default's signals and weights fused other
-# ways, the default before 0.2 (min-max, equal weights) and the default.
+# What `--methods` can name: each signal alone, the default's signals fused by RRF and by
+# z-scores, "minmax" (the default's part for indexes with replies, on every index: the default
+# before question-only indexes had their own), and the default.
 METHODS: dict[str, Fusion] = {
     **{signal: Fusion(weights={signal: 1.0}) for signal in SIGNALS},
     "rrf": Fusion(weights=dict(DEFAULT_WEIGHTS), method="rrf"),
-    "minmax": Fusion(weights=dict(DEFAULT_WEIGHTS), normalization="minmax"),
-    "minmax_equal": Fusion(weights={"bm25_question": 1.0, "dense_question": 1.0, "dense_reply": 1.0}, normalization="minmax"),
+    "zscore": Fusion(weights=dict(DEFAULT_WEIGHTS), normalization="zscore"),
+    "minmax": Fusion(weights=dict(DEFAULT_WEIGHTS)),
     "default": MODES["hybrid"],
 }
 
@@ -82,10 +83,14 @@ def evaluate(run: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str,
     judged = {q: d for q, d in qrels.items() if q in run}
     gains = {q: {doc: max(0, grade - threshold + 1) for doc, grade in docs.items()} for q, docs in judged.items()}
     # Ranks, not raw scores, decide: fusion ties are broken by rank as search() returned them.
-    ranked = {q: {doc: float(len(hits) - i) for i, (doc, _) in enumerate(hits)} for q, hits in run.items() if q in judged}
-    values = ir_measures.calc_aggregate(list(MEASURES.values()), gains, ranked)
+    ranked = {q: {doc: float(len(hits) - i) for i, (doc, _) in enumerate(hits)} for q, hits in run.items() if q in judged and hits}
+    # Per query, then the mean over every judged query: one the run has no results for counts 0
+    # (trec_eval would leave it out, and ir-measures' judged@k divides by zero on it).
+    totals = dict.fromkeys(MEASURES.values(), 0.0)
+    for metric in ir_measures.iter_calc(list(MEASURES.values()), gains, ranked):
+        totals[metric.measure] += metric.value
     result = {"AvgScore": avg_score(run, judged)}
-    result.update({name: float(values[measure]) for name, measure in MEASURES.items()})
+    result.update({name: totals[measure] / len(judged) if judged else 0.0 for name, measure in MEASURES.items()})
     return result
 
 

@@ -20,6 +20,13 @@ def test_read_queries_tsv_and_jsonl(tmp_path):
         read_queries(tmp_path / "bad.tsv")
 
 
+def test_a_judged_query_without_results_counts_zero():
+    """A method can find nothing for a query (dense_reply on an index without replies)."""
+    qrels = {"1": {"a": 2}, "2": {"b": 2}}
+    result = evaluate({"1": [("a", 1.0)], "2": []}, qrels, threshold=2)
+    assert result["MRR@10"] == pytest.approx(0.5) and result["judged@10"] == pytest.approx(0.5)
+
+
 def test_read_qrels(tmp_path):
     (tmp_path / "qrels").write_text("1 0 a 3\n1 0 b 1\n2 0 c 4\n")
     assert read_qrels(tmp_path / "qrels") == {"1": {"a": 3, "b": 1}, "2": {"c": 4}}
