@@ -73,7 +73,8 @@ class Pools:
 
     @classmethod
     def load(cls, path: Path) -> "Pools":
-        arrays = np.load(path.with_suffix(".npz"))
+        with np.load(path.with_suffix(".npz")) as npz:
+            arrays = {name: npz[name] for name in npz.files}  # each read once: NpzFile reads on every access
         meta = json.loads(path.with_suffix(".json").read_text())
         o = arrays["offsets"]
         spans = list(zip(o[:-1], o[1:]))
@@ -89,10 +90,21 @@ class Pools:
         fusion = fusion.for_index(self.has_replies)
         run = {}
         for qid, ids, scores in zip(self.qids, self.ids, self.scores):
-            fused = fuse({s: scores[s] for s in fusion.active}, fusion)
+            keep = proposed({s: scores[s] for s in fusion.active}, DEPTH)
+            fused = fuse({s: scores[s][keep] for s in fusion.active}, fusion)
             order = np.argsort(-fused, kind="stable")[:100]
-            run[qid] = [(ids[i], float(fused[i])) for i in order]
+            run[qid] = [(ids[keep[i]], float(fused[i])) for i in order]
         return run
+
+
+def proposed(scores: dict[str, np.ndarray], depth: int) -> np.ndarray:
+    """Candidates (positions, in pool order) that the given signals propose: each one's top
+    `depth`. The pool holds every signal's proposals; a fusion sees only its own signals'."""
+    keep = np.zeros(len(next(iter(scores.values()))), dtype=bool)
+    for values in scores.values():
+        valid = np.flatnonzero(~np.isnan(values))  # BM25 scores only what matched a term
+        keep[valid[np.argsort(-values[valid], kind="stable")[:depth]]] = True
+    return np.flatnonzero(keep)
 
 
 def load_pools(benchmark: Benchmark, suite: Path, indexes: Path, cache: Path) -> Pools:

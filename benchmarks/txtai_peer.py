@@ -28,7 +28,8 @@ def txtai_runs(corpus: Path, query_files: dict[str, Path], cache: Path) -> dict[
 
     encoder = Encoder(cache=cache)
     records = [Consultation(**json.loads(line)) for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
-    embeddings = Embeddings(method="external", transform=encoder.embed, hybrid=True, content=False)
+    # txtai calls a transform only if it is a plain function, not a bound method
+    embeddings = Embeddings(method="external", transform=lambda texts: encoder.embed(list(texts)), hybrid=True, content=False)
     embeddings.index([(i, c.question_text(), None) for i, c in enumerate(records)])
     runs = {}
     for name, path in query_files.items():
@@ -45,8 +46,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     results = {}
-    for corpus in dict.fromkeys(b.corpus for b in BENCHMARKS):
-        benchmarks = [b for b in BENCHMARKS if b.corpus == corpus]
+    searches = [b for b in BENCHMARKS if not b.panel]  # txtai has no similar(id)
+    for corpus in dict.fromkeys(b.corpus for b in searches):
+        benchmarks = [b for b in searches if b.corpus == corpus]
         runs = txtai_runs(args.suite / corpus / "corpus.jsonl", {b.name: args.suite / corpus / b.queries for b in benchmarks}, args.cache)
         for b in benchmarks:
             qrels = read_qrels(args.suite / corpus / "qrels.txt")
