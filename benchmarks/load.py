@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 
 from benchmarks.liveqa import load_queries
-from index import generations, layout
-from index.store import DocumentStore
+from index import generations
+from index.segment import Segment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     with running_server(args.index) as base:
-        ids = DocumentStore(generations.current(Path(args.index)) / layout.STORE).ids
+        ids = Segment.open_store(generations.current(Path(args.index))).ids
         queries = list(load_queries("summary").values()) + list(load_queries("original").values())
         result = asyncio.run(run(base, args.clients, args.seconds, queries, ids))
     result["index"] = args.index

@@ -1,4 +1,4 @@
-"""Build an index generation from consultations: store, BM25, embeddings, FAISS, manifest.
+"""Build an index generation from consultations: embeddings, then the files (index/segment.py), then the manifest.
 
 Each build writes a new generation and switches to it atomically (index/generations.py), so a
 failed or interrupted build leaves the existing index as it was.
@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from index import generations, layout, vectors
-from index.bm25 import B, K1, METHOD, FieldBM25
+from index import generations, segment
+from index.bm25 import B, K1, METHOD
 from index.consultation import Consultation
 from index.embed import BATCH_SIZE, Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import FORMAT_VERSION, Manifest
-from index.passages import MAX_PASSAGES, PASSAGE_WORDS, passages
-from index.store import write_store
-from index.text import TOKENIZER, tokenize
+from index.passages import MAX_PASSAGES, PASSAGE_WORDS
+from index.segment import embedded_texts
+from index.text import TOKENIZER
 
 
 @dataclass
@@ -124,35 +124,13 @@ def _content_digest(consultations: list[Consultation], config: BuildConfig, mode
 
 
 def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder, stages: "_Stages") -> Manifest:
-    stages.start("store", f"storing {len(consultations)} consultations")
-    write_store(work / layout.STORE, consultations)
-
-    stages.start("bm25", "indexing BM25 (title + question, reply + more info)")
-    bm25_question = FieldBM25.build([tokenize(c.question_text()) for c in consultations], config.progress)
-    bm25_reply = FieldBM25.build([tokenize(c.reply_text()) for c in consultations], config.progress)
-    bm25_question.save(work / layout.BM25_QUESTION)
-    bm25_reply.save(work / layout.BM25_REPLY)
-
+    texts = embedded_texts(consultations, config.passage_words, config.max_passages)
     stages.start("embed_questions", "embedding questions")
-    question_vectors = encoder.embed([c.question_text() for c in consultations])
+    question_vectors = encoder.embed(texts.questions)
     stages.start("embed_replies", "embedding reply passages")
-    reply_passages = [passages(c.reply_text(), config.passage_words, config.max_passages) for c in consultations]
-    offsets = np.zeros(len(consultations) + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in reply_passages], out=offsets[1:])
-    reply_vectors = encoder.embed([p for ps in reply_passages for p in ps])
-
-    stages.start("vector_index", "building vector indexes")
-    kinds = {}
-    for name, vecs, npy, faiss_file in (
-        ("question", question_vectors, layout.QUESTION_VECTORS, layout.QUESTION_FAISS),
-        ("reply", reply_vectors, layout.REPLY_VECTORS, layout.REPLY_FAISS),
-    ):
-        kind = vectors.choose_kind(len(vecs), config.vector_index)
-        np.save(work / npy, vecs, allow_pickle=False)
-        vectors.save(vectors.build(vecs, kind, threads()), work / faiss_file)
-        kinds[name] = vectors.parameters(kind, len(vecs))
-    np.save(work / layout.REPLY_OFFSETS, offsets, allow_pickle=False)
-
+    reply_vectors = encoder.embed(texts.flat_passages)
+    written = segment.write(work, consultations, texts, question_vectors, reply_vectors, config.vector_index, threads(),
+                            config.progress, stages.start)
     return Manifest(
         model=encoder.name,
         model_fingerprint=encoder.fingerprint,
@@ -160,16 +138,16 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
         counts={
             "consultations": len(consultations),
             "excerpts": sum(c.excerpt for c in consultations),
-            "reply_passages": int(offsets[-1]),
-            "vocabulary_question": bm25_question.vocabulary_size,
-            "vocabulary_reply": bm25_reply.vocabulary_size,
+            "reply_passages": len(reply_vectors),
+            "vocabulary_question": written["vocabulary_question"],
+            "vocabulary_reply": written["vocabulary_reply"],
         },
         parameters={
             "tokenizer": TOKENIZER,
             "bm25": {"k1": K1, "b": B, "method": METHOD},
             "passage_words": config.passage_words,
             "max_passages": config.max_passages,
-            "vector_index": kinds,
+            "vector_index": written["vector_index"],
             "vector_index_choice": config.vector_index,  # what updates build again
             "embedding_precision": encoder.precision,
         },

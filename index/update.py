@@ -12,16 +12,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from index import generations, layout
+from index import generations
 from index.build import BuildConfig, write_generation
 from index.consultation import Consultation
 from index.embed import Encoder
 from index.errors import SimqaError
 from index.manifest import Manifest
-from index.passages import passages
-from index.store import DocumentStore
+from index.segment import Segment, embedded_texts
 
 
 def update_index(
@@ -36,7 +33,7 @@ def update_index(
     with generations.writer_lock(directory):
         generation = generations.current(directory)
         manifest = Manifest.read(generation)
-        store = DocumentStore(generation / layout.STORE)
+        store = Segment.open_store(generation)
         consultations = store.get(list(range(len(store))))
         missing = [i for i in deletes if i not in store.rows]
         store.close()
@@ -59,7 +56,8 @@ def update_index(
 
 def _remember_vectors(encoder: Encoder, generation: Path, consultations: list[Consultation], config: BuildConfig) -> None:
     """Hand the encoder every vector the generation holds, keyed by the text it embeds."""
-    encoder.remember([c.question_text() for c in consultations], np.load(generation / layout.QUESTION_VECTORS))
-    texts = [p for c in consultations for p in passages(c.reply_text(), config.passage_words, config.max_passages)]
-    encoder.remember(texts, np.load(generation / layout.REPLY_VECTORS))
+    texts = embedded_texts(consultations, config.passage_words, config.max_passages)
+    question_vectors, reply_vectors = Segment.load_vectors(generation)
+    encoder.remember(texts.questions, question_vectors)
+    encoder.remember(texts.flat_passages, reply_vectors)
 

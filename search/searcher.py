@@ -18,13 +18,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index import generations, layout, vectors
-from index.bm25 import FieldBM25
+from index import generations, vectors
 from index.consultation import Consultation
 from index.embed import Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
-from index.store import DocumentStore
+from index.segment import Segment
 from index.text import tokenize
 from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
 from search.snippets import excerpt, matched_terms
@@ -80,24 +79,17 @@ class Searcher:
         self._model = model
         self._query_encoder = encoder
         self._lock = threading.Lock()
-        self.store = DocumentStore(generation / layout.STORE)
-        n = len(self.store)
-        self.bm25_question = FieldBM25.load(generation / layout.BM25_QUESTION, n)
-        self.bm25_reply = FieldBM25.load(generation / layout.BM25_REPLY, n)
-        # Memory-mapped, as plain arrays: np.memmap's indexing costs ~20 µs a call on the hot path.
-        self.question_vectors = np.asarray(np.load(generation / layout.QUESTION_VECTORS, mmap_mode="r"))
-        self.reply_vectors = np.asarray(np.load(generation / layout.REPLY_VECTORS, mmap_mode="r"))
-        self.reply_offsets = np.load(generation / layout.REPLY_OFFSETS)
-        self.question_index = vectors.load(generation / layout.QUESTION_FAISS)
-        self.reply_index = vectors.load(generation / layout.REPLY_FAISS)
+        files = Segment.open(generation)
+        self.store = files.store
+        self.bm25_question, self.bm25_reply = files.bm25_question, files.bm25_reply
+        self.question_vectors, self.reply_vectors, self.reply_offsets = files.question_vectors, files.reply_vectors, files.reply_offsets
+        self.question_index, self.reply_index = files.question_index, files.reply_index
         self.departments = np.array([d.lower() for d in self.store.departments])
         # Fusions choose their weights by this (Fusion.for_index).
         self.has_replies = bool(manifest.counts.get("reply_passages", 0))
         # One query searches with one thread: 3.5 ms instead of 5.4 ms for exact search at 47k
         # (two threads cost more to start than they save); concurrency comes from requests.
         faiss.omp_set_num_threads(1)
-        if not (len(self.question_vectors) == n == len(self.reply_offsets) - 1 == self.question_index.ntotal):
-            raise IndexFormatError(f"{directory}: store, vectors and indexes disagree on the number of consultations")
 
     @classmethod
     def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None) -> "Searcher":

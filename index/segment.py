@@ -1,0 +1,149 @@
+"""One generation's files: the only module that writes or reads them.
+
+A generation (index/generations.py) is a directory of immutable files, as a Lucene segment is:
+the document store, BM25 per field, question vectors, reply-passage vectors with their offsets,
+the two FAISS indexes and the manifest. `write` lays them out; `Segment.open` maps them back.
+Build, update, the Searcher and the benchmarks go through here and know no file name.
+
+    consultations.sqlite   the document store (index/store.py)
+    bm25_question/         bm25s directory: title + question
+    bm25_reply/            bm25s directory: reply + more info
+    question_vectors.npy   one unit vector per consultation
+    reply_vectors.npy      one unit vector per reply passage
+    reply_offsets.npy      passages of row i are offsets[i]:offsets[i + 1]
+    question.faiss, reply.faiss
+    manifest.json          written last, listing every other file (index/manifest.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index import vectors
+from index.bm25 import FieldBM25
+from index.consultation import Consultation
+from index.errors import IndexFormatError
+from index.passages import passages
+from index.store import DocumentStore, write_store
+from index.text import tokenize
+
+STORE = "consultations.sqlite"
+BM25_QUESTION = "bm25_question"
+BM25_REPLY = "bm25_reply"
+QUESTION_VECTORS = "question_vectors.npy"
+REPLY_VECTORS = "reply_vectors.npy"
+REPLY_OFFSETS = "reply_offsets.npy"
+QUESTION_FAISS = "question.faiss"
+REPLY_FAISS = "reply.faiss"
+
+
+@dataclass(frozen=True)
+class EmbeddedTexts:
+    """What gets embedded for a list of consultations: one question text each, and each reply's
+    passages. Build and update both take it from `embedded_texts`, so an update finds every
+    vector of the current generation under the text it was made from."""
+
+    questions: list[str]
+    passages: list[list[str]]
+
+    @property
+    def flat_passages(self) -> list[str]:
+        return [p for ps in self.passages for p in ps]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Row i's passages are flat_passages[offsets[i]:offsets[i + 1]]."""
+        out = np.zeros(len(self.passages) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in self.passages], out=out[1:])
+        return out
+
+
+def embedded_texts(consultations: list[Consultation], passage_words: int, max_passages: int) -> EmbeddedTexts:
+    """The texts a generation embeds for these consultations, in row order."""
+    return EmbeddedTexts([c.question_text() for c in consultations],
+                         [passages(c.reply_text(), passage_words, max_passages) for c in consultations])
+
+
+def write(
+    directory: Path,
+    consultations: list[Consultation],
+    texts: EmbeddedTexts,
+    question_vectors: np.ndarray,
+    reply_vectors: np.ndarray,
+    vector_index: str,
+    threads: int,
+    progress: bool = False,
+    stage: Callable[[str, str], None] = lambda name, message: None,
+) -> dict:
+    """Write every file of a generation but the manifest into `directory`; returns what the
+    manifest records of it (BM25 vocabulary sizes, the vector indexes' kinds and parameters).
+    `stage(name, message)` is told as each part starts (the build times its stages)."""
+    stage("store", f"storing {len(consultations)} consultations")
+    write_store(directory / STORE, consultations)
+    stage("bm25", "indexing BM25 (title + question, reply + more info)")
+    bm25_question = FieldBM25.build([tokenize(c.question_text()) for c in consultations], progress)
+    bm25_reply = FieldBM25.build([tokenize(c.reply_text()) for c in consultations], progress)
+    bm25_question.save(directory / BM25_QUESTION)
+    bm25_reply.save(directory / BM25_REPLY)
+    stage("vector_index", "building vector indexes")
+    kinds = {}
+    for name, vecs, npy, faiss_file in (
+        ("question", question_vectors, QUESTION_VECTORS, QUESTION_FAISS),
+        ("reply", reply_vectors, REPLY_VECTORS, REPLY_FAISS),
+    ):
+        kind = vectors.choose_kind(len(vecs), vector_index)
+        np.save(directory / npy, vecs, allow_pickle=False)
+        vectors.save(vectors.build(vecs, kind, threads), directory / faiss_file)
+        kinds[name] = vectors.parameters(kind, len(vecs))
+    np.save(directory / REPLY_OFFSETS, texts.offsets, allow_pickle=False)
+    return {"vocabulary_question": bm25_question.vocabulary_size, "vocabulary_reply": bm25_reply.vocabulary_size,
+            "vector_index": kinds}
+
+
+@dataclass
+class Segment:
+    """A generation's files, opened: vectors memory-mapped, BM25 matrices memory-mapped."""
+
+    store: DocumentStore
+    bm25_question: FieldBM25
+    bm25_reply: FieldBM25
+    question_vectors: np.ndarray
+    reply_vectors: np.ndarray
+    reply_offsets: np.ndarray
+    question_index: faiss.Index
+    reply_index: faiss.Index
+
+    @classmethod
+    def open(cls, generation: Path) -> "Segment":
+        """Map a generation's files; IndexFormatError if their sizes disagree."""
+        store = DocumentStore(generation / STORE)
+        n = len(store)
+        segment = cls(
+            store=store,
+            bm25_question=FieldBM25.load(generation / BM25_QUESTION, n),
+            bm25_reply=FieldBM25.load(generation / BM25_REPLY, n),
+            # Plain arrays over the memory map: np.memmap's indexing costs ~20 µs a call on the hot path.
+            question_vectors=np.asarray(np.load(generation / QUESTION_VECTORS, mmap_mode="r")),
+            reply_vectors=np.asarray(np.load(generation / REPLY_VECTORS, mmap_mode="r")),
+            reply_offsets=np.load(generation / REPLY_OFFSETS),
+            question_index=vectors.load(generation / QUESTION_FAISS),
+            reply_index=vectors.load(generation / REPLY_FAISS),
+        )
+        if not (len(segment.question_vectors) == n == len(segment.reply_offsets) - 1 == segment.question_index.ntotal):
+            raise IndexFormatError(f"{generation}: store, vectors and indexes disagree on the number of consultations")
+        return segment
+
+    @staticmethod
+    def open_store(generation: Path) -> DocumentStore:
+        """The document store alone (updates and tools that need no vectors)."""
+        return DocumentStore(generation / STORE)
+
+    @staticmethod
+    def load_vectors(generation: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(question vectors, reply-passage vectors), read whole (updates reuse them)."""
+        return np.load(generation / QUESTION_VECTORS), np.load(generation / REPLY_VECTORS)
