@@ -1,13 +1,15 @@
 """Read consultations from files and directories, dispatching on the file extension.
 
-Pages (`.txt`) and JSONL (`.jsonl`, `.ndjson`) are read here; benchmark datasets have their own
-loaders in `benchmarks/`. Every error is a ParseError naming file, line and field. With
-`skip_bad` the reader goes on and returns what it skipped instead of raising.
+Every reader has one interface, `Reader`: (path, text, on_error) -> consultations, and READERS
+maps each file suffix to its reader: pages (`.txt`) and JSONL (`.jsonl`, `.ndjson`); a new format
+is one module and one line here. Benchmark datasets have their own loaders in `benchmarks/`.
+Every error is a ParseError naming file, line and field. With `skip_bad` the reader goes on and
+returns what it skipped instead of raising.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,16 @@ from index.excerpts import merge_excerpts
 from index.readers.jsonl import read_jsonl
 from index.readers.page import read_page
 
-PAGE_SUFFIXES = {".txt"}
-JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+Reader = Callable[[Path, str, Callable[[ParseError], None]], Iterable[Consultation]]
+
+
+def _read_page(path: Path, text: str, on_error: Callable[[ParseError], None]) -> list[Consultation]:
+    """A page and the Similar Q&A excerpts it carries (one page is one record: errors raise)."""
+    page, excerpts = read_page(path, text)
+    return [page, *excerpts]
+
+
+READERS: dict[str, Reader] = {".txt": _read_page, ".jsonl": read_jsonl, ".ndjson": read_jsonl}
 
 
 @dataclass
@@ -45,13 +55,7 @@ def read_sources(paths: Iterable[str | Path], skip_bad: bool = False, progress: 
     read: list[Consultation] = []
     for path in tqdm(files, desc="reading", unit="file", disable=not progress):
         try:
-            text = read_text(path)
-            if path.suffix.lower() in JSONL_SUFFIXES:
-                read.extend(read_jsonl(path, text, on_error))
-            else:
-                page, excerpts = read_page(path, text)
-                read.append(page)
-                read.extend(excerpts)
+            read.extend(READERS[path.suffix.lower()](path, read_text(path), on_error))
         except ParseError as error:
             on_error(error)
     result.consultations = _unique(merge_excerpts(read), on_error)
@@ -75,7 +79,7 @@ def read_text(path: Path) -> str:
 
 def _files(paths: Iterable[str | Path], result: ReadResult, on_error) -> list[Path]:
     """Expand directories (recursively, sorted); files of other extensions in them are passed over."""
-    known = PAGE_SUFFIXES | JSONL_SUFFIXES
+    known = set(READERS)
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
