@@ -2,8 +2,9 @@
 
 A query gathers candidates from each active signal (BM25 over both fields, dense question,
 dense reply passages), scores every candidate on every active signal exactly, fuses the signals
-(search/fusion.py) and returns the top k as hits with snippets. Hits carry global ids and the
-fused score, so results of several index shards can be merged by score.
+once (search/fusion.py) and returns the top k as hits with snippets. Fused scores are relative
+to a query's candidates: shards of one collection must merge candidates with their raw
+per-signal scores (`candidates`) and fuse once, not merge fused hits.
 """
 
 from __future__ import annotations
