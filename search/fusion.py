@@ -79,7 +79,7 @@ MODES: dict[str, Fusion] = {
 
 
 def contributions(scores: dict[str, np.ndarray], fusion: Fusion) -> dict[str, np.ndarray]:
-    """Each active signal's part of the fused score, per candidate (0 where it is NaN).
+    """Each active signal's part of the fused score, per candidate.
 
     The fused score is their sum; `--explain` shows them. With one active signal its part is
     its own score.
@@ -125,7 +125,8 @@ def explain(scores: dict[str, np.ndarray], fusion: Fusion, parts: dict[str, np.n
 
 
 def normalized(values: np.ndarray, fusion: Fusion) -> np.ndarray:
-    """One signal's scores under the fusion's normalization; NaN (no evidence) becomes 0."""
+    """One signal's scores under the fusion's normalization; NaN (no evidence) gets the lowest
+    value (0 for min-max)."""
     out = np.zeros(len(values), dtype=np.float64)
     valid = ~np.isnan(values)
     if not valid.any():
