@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from index import generations, segment
 from index.bm25 import B, K1, METHOD

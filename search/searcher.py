@@ -83,7 +83,8 @@ class Searcher:
         files = Segment.open(generation)
         self.store = files.store
         self.bm25_question, self.bm25_reply = files.bm25_question, files.bm25_reply
-        self.question_vectors, self.reply_vectors, self.reply_offsets = files.question_vectors, files.reply_vectors, files.reply_offsets
+        self.question_vectors, self.reply_vectors = files.question_vectors, files.reply_vectors
+        self.reply_offsets = files.reply_offsets
         self.question_index, self.reply_index = files.question_index, files.reply_index
         self.departments = np.array([d.lower() for d in self.store.departments])
         # Fusions choose their weights by this (Fusion.for_index).
@@ -186,7 +187,9 @@ class Searcher:
         rows, scores = self._candidates(self._text_query(text, set(signals)), set(signals), depth, None, _Clock(None))
         return [self.store.ids[r] for r in rows], scores
 
-    def similar_candidates(self, consultation_id: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
+    def similar_candidates(
+        self, consultation_id: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS
+    ) -> tuple[list[str], dict[str, np.ndarray]]:
         """candidates() of similar(): the stored consultation as the query, it and its duplicates left out."""
         row = self._row(consultation_id)
         rows, scores = self._candidates(self._stored_query(row, self.store.get([row])[0]), set(signals), depth, None, _Clock(None))

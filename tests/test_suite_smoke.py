@@ -9,6 +9,7 @@ from index import BuildConfig, build_index
 from index.consultation import Consultation
 from search import MODES, Fusion, Searcher
 from search.bench import evaluate
+from search.fusion import SIGNALS
 
 pytestmark = pytest.mark.skipif(not RQE.is_file(), reason="../shared/datasets is not beside the project")
 
@@ -51,7 +52,7 @@ def test_fit_on_a_small_rqe_slice(rqe, tmp_path, encoder):
         offline = pools.run(fusion)
         online = {q: [(h.id, h.score) for h in searcher.search(t, k=100, fusion=fusion)] for q, t in texts.items()}
         assert {q: [d for d, _ in r[:10]] for q, r in offline.items()} == {q: [d for d, _ in r[:10]] for q, r in online.items()}
-    figures = {name: {"rqe": evaluate(pools.run(f), qrels, 1)} for name, f in
-               {"default": MODES["hybrid"], **{s: Fusion(weights={s: 1.0}) for s in ("bm25", "bm25_question", "dense_question", "dense_reply")}}.items()}
+    fusions = {"default": MODES["hybrid"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS}}
+    figures = {name: {"rqe": evaluate(pools.run(f), qrels, 1)} for name, f in fusions.items()}
     assert figures["default"]["rqe"]["MRR@10"] > 0.9
     assert margin(figures, "default", "rqe") >= 0  # no signal alone is ahead of the default
