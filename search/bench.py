@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import ir_measures
-from ir_measures import AP, RR, R, Judged, P, nDCG
+from ir_measures import AP, RR, Judged, P, R, nDCG
 
 from index.errors import ParseError
 from search.fusion import DEFAULT_WEIGHTS, MODES, SIGNALS, Fusion

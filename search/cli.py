@@ -15,11 +15,24 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from index import BuildConfig, SimqaError, build_index, generations, read_sources, update_index
+from index import (
+    BuildConfig,
+    SimqaError,
+    build_index,
+    generations,
+    read_sources,
+    update_index,
+)
 from index.embed import PRECISIONS
 from index.embed_cache import default_cache_path
 from index.manifest import Manifest
-from search.bench import METHODS, bench_relevance, panel_recovery, read_qrels, read_queries
+from search.bench import (
+    METHODS,
+    bench_relevance,
+    panel_recovery,
+    read_qrels,
+    read_queries,
+)
 from search.fusion import MODES
 from search.panel import render_panel
 from search.searcher import Hit, Searcher

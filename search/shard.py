@@ -1,0 +1,203 @@
+"""A shard: one generation of one index directory, answering candidates with raw scores.
+
+Given a query whose tokens and vectors were computed once (`Query`), a shard gathers each active
+signal's top candidates (BM25 over both fields, dense question, dense reply passages, all
+filtered by department when asked) and scores every candidate on every active signal exactly.
+It fuses nothing: scores stay raw, so the caller can merge the candidates of several shards and
+fuse once (search/searcher.py), as a coordinating node merges the raw answers of its shards.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index import vectors
+from index.consultation import Consultation
+from index.embed import threads
+from index.errors import SimqaError
+from index.manifest import Manifest
+from index.segment import Segment
+from index.text import tokenize
+from search.fusion import SIGNALS
+
+# similar() leaves out the consultation's duplicates: the same question body (reposts), or
+# question vectors this close (the same question reworded by a few characters).
+DUPLICATE_COSINE = 0.98
+
+# The reply-passage search looks this many times deeper than the per-signal depth: a reply has
+# several passages, and the top passages of one reply would crowd out other replies.
+PASSAGE_DEPTH = 3
+
+
+@dataclass
+class Query:
+    """What the signals match: BM25 tokens, the vectors for questions and replies, a row to leave out."""
+
+    tokens: list[str]
+    question_vector: np.ndarray | None
+    reply_vector: np.ndarray | None
+    exclude: int | None = None
+
+
+class Clock:
+    """Adds the seconds since the previous lap to a timings dict; does nothing without one."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
+class Shard:
+    """The candidates side of one generation. Thread-safe after construction."""
+
+    def __init__(self, generation: Path, manifest: Manifest) -> None:
+        files = Segment.open(generation)
+        self.store = files.store
+        self.bm25_question, self.bm25_reply = files.bm25_question, files.bm25_reply
+        self.question_vectors, self.reply_vectors = files.question_vectors, files.reply_vectors
+        self.reply_offsets = files.reply_offsets
+        self.question_index, self.reply_index = files.question_index, files.reply_index
+        self.departments = np.array([d.lower() for d in self.store.departments])
+        # Fusions choose their weights by this (Fusion.for_index).
+        self.has_replies = bool(manifest.counts.get("reply_passages", 0))
+        # One query searches with one thread: 3.5 ms instead of 5.4 ms for exact search at 47k
+        # (two threads cost more to start than they save); concurrency comes from requests.
+        faiss.omp_set_num_threads(1)
+
+    def stored_query(self, row: int, consultation: Consultation | None = None) -> Query:
+        """A query made of a stored consultation: its tokens, question vector, mean reply vector;
+        the consultation itself is left out of its candidates. Pass the consultation if it was
+        read already (batches read the store once)."""
+        consultation = consultation or self.store.get([row])[0]
+        question_vector = np.asarray(self.question_vectors[row])
+        start, end = self.reply_offsets[row], self.reply_offsets[row + 1]
+        reply_vector = _unit(np.asarray(self.reply_vectors[start:end]).mean(axis=0)) if end > start else question_vector
+        return Query(tokenize(consultation.question_text()), question_vector, reply_vector, exclude=row)
+
+    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, np.ndarray]]:
+        """Each query's rows from the vector signals, in one FAISS call per signal searching the
+        queries on every core: `candidates(..., proposed=)` then skips FAISS."""
+        proposed: list[dict[str, np.ndarray]] = [{} for _ in queries]
+        if not queries:
+            return proposed
+        depth += 1 if queries[0].exclude is not None else 0  # as candidates()
+        faiss.omp_set_num_threads(threads())
+        try:
+            if "dense_question" in signals:
+                _, found = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
+                for p, f in zip(proposed, found):
+                    p["dense_question"] = f[f >= 0]
+            if "dense_reply" in signals:
+                _, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * PASSAGE_DEPTH)
+                for p, f in zip(proposed, found):
+                    p["dense_reply"] = self.reply_rows(f[f >= 0])
+        finally:
+            faiss.omp_set_num_threads(1)
+        return proposed
+
+    def candidates(
+        self,
+        query: Query,
+        signals: set[str] | dict,
+        depth: int,
+        department: str | None,
+        clock: Clock | None = None,
+        proposed: dict[str, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Rows proposed by each signal's top `depth`, and every signal's exact score for each.
+
+        A signal with nothing to say about a row (no query term, no reply) scores NaN.
+        `proposed` holds rows a vector signal already found (batched searches skip FAISS here).
+        """
+        proposed = proposed or {}
+        clock = clock or Clock(None)
+        allowed = None if department is None else self.departments == department.strip().lower()
+        depth += 1 if query.exclude is not None else 0
+        found: list[np.ndarray] = []
+        full: dict[str, np.ndarray] = {}
+        if "bm25" in signals or "bm25_question" in signals:
+            question = self.bm25_question.scores(query.tokens)
+            full["bm25_question"] = question
+            full["bm25"] = question + self.bm25_reply.scores(query.tokens) if "bm25" in signals else question
+        for signal in {"bm25", "bm25_question"} & set(signals):
+            scores = full[signal]
+            if allowed is not None:
+                scores[~allowed] = 0.0
+            top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
+            found.append(top[scores[top] > 0])
+        clock.lap("bm25")
+        for signal in ("dense_question", "dense_reply"):
+            if signal in proposed:
+                found.append(proposed[signal])
+            elif signal in signals:
+                found.append(self.vector_rows(signal, query, depth, allowed))
+        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        clock.lap("vectors")
+
+        if query.exclude is not None:
+            row = query.exclude
+            close = np.asarray(self.question_vectors[rows]) @ self.question_vectors[row] >= DUPLICATE_COSINE
+            same = self.store.question_hashes[rows] == self.store.question_hashes[row]
+            rows = rows[(rows != row) & ~close & ~same]
+
+        scores: dict[str, np.ndarray] = {}
+        for signal in SIGNALS:
+            if signal not in signals:
+                continue
+            if signal in full:
+                scores[signal] = np.where(full[signal][rows] > 0, full[signal][rows], np.nan)
+            elif signal == "dense_question":
+                scores[signal] = np.asarray(self.question_vectors[rows]) @ query.question_vector
+            else:
+                scores[signal] = self.reply_scores(rows, query.reply_vector)
+        clock.lap("rescore")
+        return rows, scores
+
+    def vector_rows(self, signal: str, query: Query, depth: int, allowed: np.ndarray | None) -> np.ndarray:
+        """Rows of the top `depth` of a vector signal (replies by their best passages)."""
+        if signal == "dense_question":
+            return vectors.search(self.question_index, self.question_vectors, query.question_vector, depth, allowed)[1]
+        passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
+        passages = vectors.search(self.reply_index, self.reply_vectors, query.reply_vector, depth * PASSAGE_DEPTH, passage_allowed)[1]
+        return self.reply_rows(passages)
+
+    def reply_rows(self, passages: np.ndarray) -> np.ndarray:
+        """The row of each reply passage."""
+        return np.searchsorted(self.reply_offsets, passages, side="right") - 1
+
+    def reply_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Best passage cosine of each row's reply (NaN for a row without reply text)."""
+        starts, ends = self.reply_offsets[rows], self.reply_offsets[rows + 1]
+        lengths = ends - starts
+        out = np.full(len(rows), np.nan)
+        if not lengths.sum():
+            return out
+        group_starts = np.cumsum(lengths) - lengths
+        index = np.arange(lengths.sum()) - np.repeat(group_starts, lengths) + np.repeat(starts, lengths)
+        cosines = np.asarray(self.reply_vectors[index]) @ vector
+        filled = lengths > 0
+        out[filled] = np.maximum.reduceat(cosines, group_starts[filled])
+        return out
+
+    def row(self, consultation_id: str) -> int:
+        """The row of a consultation id; SimqaError if the index has none."""
+        try:
+            return self.store.rows[consultation_id]
+        except KeyError:
+            raise SimqaError(f"unknown consultation id {consultation_id!r}") from None
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vector)
+    return (vector / norm).astype(np.float32) if norm else vector.astype(np.float32)
