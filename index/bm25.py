@@ -5,16 +5,67 @@ columns with no Python loop over documents. We use its "robertson" variant with 
 the formula of rank-bm25's BM25Okapi, our reference, once scaled by (k1 + 1), which bm25s leaves
 out. One difference, tested and documented: a term in more than half the documents scores 0 here,
 where BM25Okapi gives it a small positive floor.
+
+A shard of a larger collection is built with the collection's statistics (`CollectionStats`:
+document count, average length and each term's document frequency over every shard), so a
+document scores the same in whichever shard holds it, the problem Elasticsearch's
+`dfs_query_then_fetch` solves at query time. bm25s bakes idf and the average length into its
+score matrix at index time, so the statistics go in there, through `build_index_from_ids`, the
+hook bm25s documents for building "in a different way".
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
 import numpy as np
+import scipy.sparse as sp
+from bm25s.scoring import _build_idf_array, _build_scores_and_indices_for_matrix, _calculate_doc_freqs, _select_idf_scorer
 
 K1, B, METHOD = 1.5, 0.75, "robertson"
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    """What BM25 needs to know of the whole collection, over every shard of it."""
+
+    documents: int
+    average_length: float
+    document_frequency: dict[str, int]
+
+    @classmethod
+    def of(cls, shards: Iterable[list[list[str]]]) -> "CollectionStats":
+        """The statistics of the documents (token lists) of every shard together."""
+        documents, length, frequency = 0, 0, Counter()
+        for token_lists in shards:
+            for tokens in token_lists:
+                documents += 1
+                length += len(tokens)
+                frequency.update(set(tokens))
+        return cls(documents, length / documents if documents else 0.0, dict(frequency))
+
+
+class _CollectionBM25(bm25s.BM25):
+    """bm25s whose idf and average length come from the collection, not from this shard."""
+
+    def __init__(self, stats: CollectionStats, vocabulary: dict[str, int], **options) -> None:
+        super().__init__(**options)
+        self._stats, self._vocabulary = stats, vocabulary
+
+    def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False) -> dict:
+        self.nonoccurrence_array = None  # robertson has none (BM25L and BM25+ do)
+        local_frequency = _calculate_doc_freqs(corpus_token_ids, unique_token_ids, show_progress=False)
+        frequency = {i: self._stats.document_frequency.get(token, 0) for token, i in self._vocabulary.items()}
+        idf = _build_idf_array(frequency, self._stats.documents, _select_idf_scorer(self.idf_method), self.dtype)
+        scores, rows, columns = _build_scores_and_indices_for_matrix(
+            corpus_token_ids, idf, self._stats.average_length, local_frequency, self.k1, self.b, self.delta,
+            None, method=self.method, dtype=self.dtype, int_dtype=self.int_dtype, show_progress=False)
+        matrix = sp.csc_matrix((scores, (rows, columns)), shape=(len(corpus_token_ids), len(unique_token_ids)), dtype=self.dtype)
+        return {"data": matrix.data, "indices": matrix.indices, "indptr": matrix.indptr, "num_docs": len(corpus_token_ids)}
 
 
 class FieldBM25:
@@ -25,11 +76,17 @@ class FieldBM25:
         self.n_docs = n_docs
 
     @classmethod
-    def build(cls, token_lists: list[list[str]], progress: bool = False) -> "FieldBM25":
-        """Index one token list per document."""
-        model = bm25s.BM25(k1=K1, b=B, method=METHOD)
+    def build(cls, token_lists: list[list[str]], progress: bool = False, stats: CollectionStats | None = None) -> "FieldBM25":
+        """Index one token list per document; with `stats`, as a shard of that collection."""
         # bm25s needs one token somewhere to build a vocabulary; "" never matches a query token.
-        model.index(token_lists if any(token_lists) else [[""]] * len(token_lists), show_progress=progress)
+        documents = token_lists if any(token_lists) else [[""]] * len(token_lists)
+        if stats is None:
+            model = bm25s.BM25(k1=K1, b=B, method=METHOD)
+            model.index(documents, show_progress=progress)
+        else:
+            vocabulary = {token: i for i, token in enumerate(dict.fromkeys(t for tokens in documents for t in tokens))}
+            model = _CollectionBM25(stats, vocabulary, k1=K1, b=B, method=METHOD)
+            model.index(([[vocabulary[t] for t in tokens] for tokens in documents], vocabulary), show_progress=progress)
         return cls(model, len(token_lists))
 
     def save(self, directory: Path) -> None:

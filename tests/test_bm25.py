@@ -5,7 +5,7 @@ import re
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from index.bm25 import FieldBM25
+from index.bm25 import CollectionStats, FieldBM25
 from index.readers import read_sources
 from index.text import tokenize
 from tests.conftest import SEEDS
@@ -60,3 +60,23 @@ def test_unknown_and_empty_queries_score_zero(tmp_path):
     reloaded = FieldBM25.load(tmp_path / "bm25", 3)
     np.testing.assert_allclose(reloaded.scores(["a", "c"]), index.scores(["a", "c"]))
     assert FieldBM25.build([[], []]).scores(["a"]).tolist() == [0.0, 0.0]
+
+
+def test_a_shard_built_with_collection_stats_scores_as_the_whole_collection(tmp_path):
+    """What sharding needs: a document's score does not depend on which shard holds it."""
+    corpus = sample_corpus()
+    whole = FieldBM25.build(corpus)
+    parts = [corpus[0::3], corpus[1::3], corpus[2::3]]
+    stats = CollectionStats.of(parts)
+    assert stats.documents == len(corpus)
+    shards = [FieldBM25.build(part, stats=stats) for part in parts]
+    shards[2].save(tmp_path / "shard")
+    shards[2] = FieldBM25.load(tmp_path / "shard", len(parts[2]))  # the statistics are in the saved matrix
+    local = FieldBM25.build(parts[0])
+    for query in QUERIES:
+        tokens = tokenize(query)
+        expected = whole.scores(tokens)
+        for i, shard in enumerate(shards):
+            np.testing.assert_allclose(shard.scores(tokens), expected[i::3], rtol=1e-5, atol=1e-6)
+    # without the collection's statistics a shard scores differently
+    assert not np.allclose(local.scores(tokenize(QUERIES[0])), whole.scores(tokenize(QUERIES[0]))[0::3], rtol=1e-3)
