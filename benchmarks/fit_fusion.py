@@ -29,7 +29,7 @@ import numpy as np
 from benchmarks.rqe import negatives_above
 from benchmarks.suite import BENCHMARKS, Benchmark
 from search.bench import METHODS, evaluate, read_qrels, read_queries
-from search.fusion import MODES, SIGNALS, Fusion, fuse
+from search.fusion import MODES, SIGNALS, Fusion, fuse, proposed
 from search.searcher import Searcher
 
 RESULTS = Path(__file__).resolve().parent / "results" / "suite"
@@ -90,21 +90,11 @@ class Pools:
         fusion = fusion.for_index(self.has_replies)
         run = {}
         for qid, ids, scores in zip(self.qids, self.ids, self.scores):
-            keep = proposed({s: scores[s] for s in fusion.active}, DEPTH)
+            keep = proposed({s: scores[s] for s in fusion.active}, fusion.depth)
             fused = fuse({s: scores[s][keep] for s in fusion.active}, fusion)
             order = np.argsort(-fused, kind="stable")[:100]
             run[qid] = [(ids[keep[i]], float(fused[i])) for i in order]
         return run
-
-
-def proposed(scores: dict[str, np.ndarray], depth: int) -> np.ndarray:
-    """Candidates (positions, in pool order) that the given signals propose: each one's top
-    `depth`. The pool holds every signal's proposals; a fusion sees only its own signals'."""
-    keep = np.zeros(len(next(iter(scores.values()))), dtype=bool)
-    for values in scores.values():
-        valid = np.flatnonzero(~np.isnan(values))  # BM25 scores only what matched a term
-        keep[valid[np.argsort(-values[valid], kind="stable")[:depth]]] = True
-    return np.flatnonzero(keep)
 
 
 def load_pools(benchmark: Benchmark, suite: Path, indexes: Path, cache: Path) -> Pools:

@@ -143,6 +143,18 @@ def normalized(values: np.ndarray, fusion: Fusion) -> np.ndarray:
     return out
 
 
+def proposed(scores: dict[str, np.ndarray], depth: int) -> np.ndarray:
+    """Positions of the candidates these signals propose: each one's top `depth` (a signal with
+    no evidence for a candidate proposes none). Scores gathered from several sources (every
+    signal of an offline pool, the shards of a collection) hold more than that; fusing over
+    exactly these ranks as one search over one index would."""
+    keep = np.zeros(len(next(iter(scores.values()))), dtype=bool)
+    for values in scores.values():
+        valid = np.flatnonzero(~np.isnan(values))
+        keep[valid[np.argsort(-values[valid], kind="stable")[:depth]]] = True
+    return np.flatnonzero(keep)
+
+
 def _reciprocal_rank(values: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros(len(values), dtype=np.float64)
     valid = ~np.isnan(values)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from search.fusion import MODES, Fusion, contributions, explain, fuse
+from search.fusion import MODES, Fusion, contributions, explain, fuse, proposed
 
 NAN = math.nan
 
@@ -75,3 +75,9 @@ def test_bad_configuration_is_refused():
         Fusion(method="max")
     with pytest.raises(ValueError, match="normalization"):
         Fusion(normalization="softmax")
+
+
+def test_proposed_keeps_each_signals_own_top_depth():
+    scores = {"bm25": np.array([5.0, NAN, 1.0, 3.0, NAN]), "dense_question": np.array([0.1, 0.9, 0.2, 0.3, 0.8])}
+    np.testing.assert_array_equal(proposed(scores, 2), [0, 1, 3, 4])
+    np.testing.assert_array_equal(proposed({"bm25": scores["bm25"]}, 5), [0, 2, 3])
