@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimqaError as error:
         print(f"simqa: error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`simqa search ... | head -1`): stop quietly, as Unix tools do.
+        # Python's own flush at exit would fail again, so stdout is pointed at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -195,15 +201,27 @@ def _index(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     consultations = _read(args)
     config = BuildConfig(progress=not args.quiet, cache=Path(args.cache), precision=args.precision)
+    before = _generation(args.index)
     manifest = update_index(args.index, upserts=consultations, config=config)
-    print(f"added or replaced {len(consultations)}; the index holds {manifest.counts['consultations']} consultations")
+    held = manifest.counts["consultations"]
+    if _generation(args.index) == before:
+        print(f"unchanged: the index already holds these {len(consultations)} consultations as read ({held} in all)")
+    else:
+        print(f"added or replaced {len(consultations)}; the index holds {held} consultations")
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
-    manifest = update_index(args.index, deletes=args.ids, config=BuildConfig(progress=not args.quiet))
-    print(f"deleted {len(args.ids)}; the index holds {manifest.counts['consultations']} consultations")
+    ids = list(dict.fromkeys(args.ids))  # an id named twice is deleted once
+    manifest = update_index(args.index, deletes=ids, config=BuildConfig(progress=not args.quiet))
+    print(f"deleted {len(ids)}; the index holds {manifest.counts['consultations']} consultations")
     return 0
+
+
+def _generation(directory: str) -> Path | None:
+    """The current generation of an index directory, or None if it has none (yet)."""
+    path = Path(directory)
+    return generations.current(path) if generations.is_index(path) else None
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -258,6 +276,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _panels(args: argparse.Namespace) -> int:
+    _check_output(args.out)
     searcher = Searcher.open(args.index)
     ids = searcher.ids()
     partial = args.out.with_name(args.out.name + ".partial")
@@ -270,6 +289,19 @@ def _panels(args: argparse.Namespace) -> int:
     partial.replace(args.out)
     print(f"wrote {len(ids)} panels to {args.out}")
     return 0
+
+
+def _check_output(path: Path) -> None:
+    """Refuse an output file inside an index directory (it would damage the index) or in a
+    folder that does not exist; the file itself is written beside and renamed into place."""
+    target = path.resolve()
+    if not target.parent.is_dir():
+        raise SimqaError(f"--out {path}: the folder {target.parent} does not exist")
+    if target.is_dir():
+        raise SimqaError(f"--out {path}: is a directory; name a file")
+    for folder in target.parents:
+        if generations.is_index(folder):
+            raise SimqaError(f"--out {path}: inside the index directory {folder}; write it elsewhere")
 
 
 def _list(args: argparse.Namespace) -> int:

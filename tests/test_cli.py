@@ -1,11 +1,13 @@
 """The simqa command: output formats, exit codes, and failed builds that leave the index alone."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from search.cli import main
-from tests.conftest import SEED_000, SEEDS
+from tests.conftest import ROOT, SEED_000, SEEDS
 
 
 def run(capsys, *argv):
@@ -109,3 +111,32 @@ def test_panels_precomputes_every_panel_as_similar_would(capsys, tmp_path, seeds
         expected = searcher.similar(panel["id"], k=4)
         assert [h["id"] for h in panel["panel"]] == [h.id for h in expected]
     assert not (tmp_path / "panels.jsonl.partial").exists()
+
+
+def test_panels_output_never_lands_inside_an_index_or_nowhere(capsys, tmp_path, seeds_index):
+    for out in (seeds_index / "CURRENT", seeds_index / "gen-x" / "p.jsonl", tmp_path / "missing" / "p.jsonl", tmp_path):
+        code, stdout, err = run(capsys, "panels", "--index", str(seeds_index), "--out", str(out), "--quiet")
+        assert code == 1 and stdout == "" and err.startswith("simqa: error: --out ")
+    assert (seeds_index / "CURRENT").read_text().startswith("gen-")
+
+
+def test_delete_counts_each_id_once_and_add_of_the_same_says_unchanged(capsys, tmp_path):
+    export = tmp_path / "a.jsonl"
+    export.write_text('{"id": "a", "question": "knee pain when running"}\n{"id": "b", "question": "head tremor"}\n'
+                      '{"id": "c", "question": "wrist twitch"}\n')
+    index = str(tmp_path / "index")
+    assert run(capsys, "index", str(export), "--index", index, "--quiet")[0] == 0
+    code, out, _ = run(capsys, "add", str(export), "--index", index, "--quiet")
+    assert code == 0 and out.strip().splitlines() == ["unchanged: the index already holds these 3 consultations as read (3 in all)"]
+    code, out, _ = run(capsys, "delete", "a", "a", "--index", index, "--quiet")
+    assert code == 0 and out.strip() == "deleted 1; the index holds 2 consultations"
+
+
+def test_a_closed_pipe_ends_quietly(seeds_index):
+    """`simqa search ... | head -1`: no BrokenPipeError traceback, exit 0."""
+    script = f"import sys; from search.cli import main; sys.exit(main(['list', '--index', {str(seeds_index)!r}]))"
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    process.stdout.read(1)
+    process.stdout.close()  # the reader goes away after one byte
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and b"Traceback" not in err
