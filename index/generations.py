@@ -39,7 +39,7 @@ def current(directory: Path) -> Path:
     """The directory of the current generation; IndexFormatError if there is none."""
     try:
         name = (directory / CURRENT).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise IndexFormatError(f"{directory}: not a simqa index (no {CURRENT}); build one with 'simqa index'") from None
     if not name.startswith(PREFIX) or "/" in name or not (directory / name).is_dir():
         raise IndexFormatError(f"{directory / CURRENT}: names {name!r}, which is not a generation of this index")

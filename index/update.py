@@ -30,6 +30,7 @@ def update_index(
     """Apply upserts (by id) and deletes to the index in `directory`; returns the new manifest."""
     config = config or BuildConfig()
     directory = Path(directory)
+    generations.current(directory)  # not an index: refused before the lock creates anything
     with generations.writer_lock(directory):
         generation = generations.current(directory)
         manifest = Manifest.read(generation)

@@ -87,6 +87,10 @@ def test_missing_path_and_unknown_extension(tmp_path):
         (json.dumps({"id": "a", "question": "   "}), "question", "empty"),
         (json.dumps({"id": "a", "question": "q?", "replly": "typo"}), "replly", "unknown field"),
         (json.dumps({"id": "a", "question": "q?", "panel": [{"title": "t"}]}), "panel[0]", "title, id"),
+        ('{"id": "a", "question": "q \\ud800?"}', "question", "lone surrogate"),
+        ('{"id": "a\\udfff", "question": "q?"}', "id", "lone surrogate"),
+        ('{"id": "a", "question": "q?", "panel": [{"title": "t\\ud800", "id": "b"}]}', "panel[0]", "lone surrogate"),
+        ("[" * 100_000, "line", "nested too deeply"),
     ],
 )
 def test_jsonl_line_errors(tmp_path, line, field, message):

@@ -140,3 +140,17 @@ def test_a_closed_pipe_ends_quietly(seeds_index):
     process.stdout.close()  # the reader goes away after one byte
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0 and b"Traceback" not in err
+
+
+def test_an_index_that_is_a_file_or_missing_is_one_clear_error_and_leaves_nothing(capsys, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not an index")
+    export = tmp_path / "a.jsonl"
+    export.write_text('{"id": "a", "question": "knee pain"}\n')
+    for argv in (["search", "knee", "--index", str(afile)], ["list", "--index", str(afile)],
+                 ["add", str(export), "--index", str(afile), "--quiet"],
+                 ["add", str(export), "--index", str(tmp_path / "new" / "ix"), "--quiet"],
+                 ["delete", "a", "--index", str(tmp_path / "other"), "--quiet"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and out == "" and "not a simqa index" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "notes.txt"]

@@ -33,6 +33,16 @@ def read_jsonl(path: str | Path, text: str, on_error: Callable[[ParseError], Non
             on_error(error)
 
 
+def _valid_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate, which JSON's \\uXXXX escapes can carry but
+    no UTF-8 file, store or response can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _consultation(path: str, number: int, line: str) -> Consultation:
     def fail(field: str, message: str) -> ParseError:
         return ParseError(path, number, field, message)
@@ -41,6 +51,8 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
         data = json.loads(line)
     except json.JSONDecodeError as error:
         raise fail("line", f"not valid JSON ({error.msg} at column {error.colno})") from None
+    except RecursionError:
+        raise fail("line", "nested too deeply to be a consultation") from None
     if not isinstance(data, dict):
         raise fail("line", f"expected a JSON object, got {type(data).__name__}")
     for name in ("id", "question"):
@@ -54,6 +66,8 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
             raise fail(name, f"expected {_TYPES[name].__name__}, got {type(value).__name__}")
         if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
             raise fail(name, f"{len(value):,} characters, more than the {MAX_FIELD_CHARS:,} a field may hold")
+        if isinstance(value, str) and not _valid_unicode(value):
+            raise fail(name, "not valid Unicode (a lone surrogate escape such as \\ud800)")
     problem = check_id(data["id"])
     if problem:
         raise fail("id", problem)
@@ -64,5 +78,7 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
         for n, item in enumerate(items):
             if not isinstance(item, dict) or set(item) != set(keys) or not all(isinstance(item[k], str) for k in keys):
                 raise fail(f"{name}[{n}]", f"expected an object with string fields {', '.join(keys)}")
+            if not all(_valid_unicode(item[k]) for k in keys):
+                raise fail(f"{name}[{n}]", "not valid Unicode (a lone surrogate escape such as \\ud800)")
         data[name] = [_ITEM_TYPES[name](**item) for item in items]
     return Consultation(**data, source=f"{path}:{number}")
