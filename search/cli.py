@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from tqdm import tqdm
@@ -55,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="simqa", description="Similar Q&A search over medical consultations.")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    parser = _Parser(prog="simqa", description="Similar Q&A search over medical consultations.")
+    parser.add_argument("--version", action="version", version=f"simqa {version('simqa')}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
 
     index = commands.add_parser("index", help="build an index directory from pages, JSONL files or directories")
     _source_options(index)
@@ -84,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("text")
     _index_option(search)
     _k_option(search, 10)
-    search.add_argument("--mode", choices=tuple(MODES), default="hybrid")
+    search.add_argument("--mode", choices=tuple(MODES), default="hybrid", help="ranking: both signals fused, or one alone")
     search.add_argument("--department", help="only consultations of this department")
     _explain_option(search)
     _format_option(search)
@@ -106,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     relevance.add_argument("--index", required=True, metavar="DIR", help="index directory (built here with --corpus)")
     relevance.add_argument("--queries", required=True, type=Path, help="TSV (qid<TAB>text) or JSONL (qid, text)")
     relevance.add_argument("--qrels", required=True, type=Path, help="TREC qrels: qid 0 docid grade")
-    relevance.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all of %(default)s)")
-    relevance.add_argument("--threshold", type=int, default=2, help="lowest relevant grade (default 2)")
+    relevance.add_argument("--methods", default=",".join(METHODS), help="comma-separated; all of them by default")
+    relevance.add_argument("--threshold", type=int, default=2, help="lowest relevant grade")
     relevance.add_argument("--out", required=True, type=Path, help="directory for runs, results.md/json, results.png")
     relevance.add_argument("--title", default="relevance", help="title of the table and chart")
     relevance.add_argument("--cache", metavar="FILE", default=str(default_cache_path()), help="embedding cache for --corpus")
@@ -118,8 +120,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="HTTP API, the Similar Q&A widget and a search page")
     _index_option(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only by default)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                        help="origin allowed to call the API from a browser (repeatable), e.g. https://clinic.example")
     serve.set_defaults(run=_serve)
@@ -128,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(panels)
     panels.add_argument("--out", required=True, type=Path, help="JSONL file: one {id, panel} per consultation")
     _k_option(panels, 4)
-    panels.add_argument("--batch", type=int, default=256, help="consultations per batch (default 256)")
+    panels.add_argument("--batch", type=int, default=256, help="consultations per batch")
     panels.add_argument("--quiet", action="store_true", help="no progress bar")
     panels.set_defaults(run=_panels)
 
@@ -138,12 +140,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has a real one (not for required or off-by-default options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default in (None, False) or not action.option_strings:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every command's --help shows the defaults."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _source_options(parser: argparse.ArgumentParser) -> None:
     """What `index` and `add` share: sources, the index, the cache, --skip-bad, --quiet."""
     parser.add_argument("sources", nargs="+", metavar="SOURCE")
     _index_option(parser)
     parser.add_argument("--cache", metavar="FILE", default=str(default_cache_path()),
-                        help="embedding cache: only texts not in it are embedded (default %(default)s)")
+                        help="embedding cache: only texts not in it are embedded")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="embedding precision (auto: bf16 where the CPU has bf16 hardware, else fp32)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
@@ -161,7 +180,7 @@ def _k_option(parser: argparse.ArgumentParser, default: int) -> None:
             raise argparse.ArgumentTypeError("k must be at least 1")
         return k
 
-    parser.add_argument("-k", type=positive, default=default, help=f"number of results (default {default})")
+    parser.add_argument("-k", type=positive, default=default, help="number of results")
 
 
 def _explain_option(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +189,7 @@ def _explain_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _format_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="the panel as text, or hits as JSON")
 
 
 def _read(args: argparse.Namespace) -> list:

@@ -133,5 +133,15 @@ def serve(index: Path, host: str = "127.0.0.1", port: int = 8000, allow_origins:
 
     live = LiveSearcher(index)
     live.get().embed("load the model before the first request")
-    uvicorn.run(create_app(live, allow_origins), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(live, allow_origins), host=host, port=port, log_level="warning"))
+    startup = server.startup
+
+    async def announce(sockets=None) -> None:
+        """Say where it listens once it does (uvicorn at log level warning says nothing)."""
+        await startup(sockets)
+        if server.started:
+            print(f"simqa: serving {index} at http://{host}:{port}/ (API /api, widget /widget.js); Ctrl-C stops", flush=True)
+
+    server.startup = announce
+    server.run()
 

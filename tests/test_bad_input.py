@@ -58,6 +58,13 @@ def test_empty_file(tmp_path):
     assert "empty file" in str(error)
 
 
+def test_empty_jsonl_is_an_error_as_an_empty_page_is_and_a_bom_is_ignored(tmp_path):
+    error = error_of(write(tmp_path / "empty.jsonl", "\n \n"))
+    assert (error.line, error.field) == (0, "file") and "empty file" in str(error)
+    path = write(tmp_path / "bom.jsonl", "\ufeff" + json.dumps(GOOD) + "\n")
+    assert [c.id for c in read_sources([path]).consultations] == [GOOD["id"]]
+
+
 def test_not_utf8(tmp_path):
     error = error_of(write(tmp_path / "latin1.txt", "line one\nline two caf\xe9\n".encode("latin-1")))
     assert (error.line, error.field) == (2, "text")

@@ -1,9 +1,12 @@
 """The simqa command: output formats, exit codes, and failed builds that leave the index alone."""
 
 import json
+import socket
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
 from search.cli import main
@@ -154,3 +157,36 @@ def test_an_index_that_is_a_file_or_missing_is_one_clear_error_and_leaves_nothin
         code, out, err = run(capsys, *argv)
         assert code == 1 and out == "" and "not a simqa index" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "notes.txt"]
+
+
+def test_version_and_help_show_defaults(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("simqa 0.")
+    for argv, default in ((["search", "--help"], "(default: hybrid)"), (["search", "--help"], "(default: text)"),
+                          (["serve", "--help"], "(default: 8000)")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert default in " ".join(capsys.readouterr().out.split())
+
+
+def test_serve_says_where_it_listens_once_it_does(seeds_index):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = f"import sys; from search.cli import main; sys.exit(main(['serve', '--index', {str(seeds_index)!r}, '--port', '{port}']))"
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("simqa serve did not answer /healthz within 120 s")
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out

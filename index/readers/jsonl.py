@@ -23,7 +23,13 @@ _ITEM_TYPES = {"panel": PanelLink, "related_faq": FaqTopic}
 
 
 def read_jsonl(path: str | Path, text: str, on_error: Callable[[ParseError], None]) -> Iterator[Consultation]:
-    """Yield the consultations of a JSONL text; each bad line goes to on_error (raise or record)."""
+    """Yield the consultations of a JSONL text; each bad line goes to on_error (raise or record).
+
+    A leading UTF-8 byte order mark is ignored, as in pages; an empty file is an error, as a page is."""
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        on_error(ParseError(str(path), 0, "file", "empty file"))
+        return
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
