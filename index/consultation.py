@@ -78,6 +78,16 @@ MAX_ID_LENGTH = 256
 MAX_FIELD_CHARS = 1_000_000
 
 
+def valid_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate: JSON's \\uXXXX escapes and undecodable command-line
+    bytes can carry one, but no UTF-8 file, store, terminal or response can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_id(value: str) -> str | None:
     """Why an id is unusable (empty, too long, control characters), or None if it is fine."""
     if not value.strip():

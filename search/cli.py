@@ -25,6 +25,7 @@ from index import (
     read_sources,
     update_index,
 )
+from index.consultation import valid_unicode
 from index.embed import PRECISIONS
 from index.embed_cache import default_cache_path
 from index.manifest import Manifest
@@ -83,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_verify)
 
     search = commands.add_parser("search", help="consultations relevant to a free-text question")
-    search.add_argument("text")
+    search.add_argument("text", type=_unicode_text)
     _index_option(search)
     _k_option(search, 10)
     search.add_argument("--mode", choices=tuple(MODES), default="hybrid", help="ranking: both signals fused, or one alone")
@@ -138,6 +139,13 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(listing)
     listing.set_defaults(run=_list)
     return parser
+
+
+def _unicode_text(value: str) -> str:
+    """A command-line text argument; bytes that are not UTF-8 are a usage error (exit 2)."""
+    if not valid_unicode(value):
+        raise argparse.ArgumentTypeError("not valid UTF-8 text")
+    return value
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from index import generations
-from index.consultation import Consultation
+from index.consultation import Consultation, valid_unicode
 from index.embed import Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
@@ -132,8 +132,8 @@ class Searcher:
     ) -> list[list[Hit]]:
         """search() for a batch of questions: their vectors are computed in one model call."""
         fusion = (fusion or _mode(mode)).for_index(self.has_replies)
-        if any(not t.strip() or len(t) > MAX_QUERY_CHARS for t in texts):
-            raise SimqaError(f"empty query, or one over {MAX_QUERY_CHARS:,} characters, in the batch")
+        if any(not t.strip() or len(t) > MAX_QUERY_CHARS or not valid_unicode(t) for t in texts):
+            raise SimqaError(f"empty query, one over {MAX_QUERY_CHARS:,} characters, or one not valid Unicode, in the batch")
         dense = DENSE & set(fusion.active)
         query_vectors = self.query_encoder().embed(texts) if dense and texts else [None] * len(texts)
         queries = [Query(tokenize(t), v, v) for t, v in zip(texts, query_vectors)]
@@ -234,6 +234,8 @@ class Searcher:
     def _text_query(self, text: str, signals: set[str] | dict) -> Query:
         if not text.strip():
             raise SimqaError("empty query")
+        if not valid_unicode(text):
+            raise SimqaError("query is not valid Unicode (it holds a lone surrogate)")
         if len(text) > MAX_QUERY_CHARS:
             raise SimqaError(f"query of {len(text):,} characters; at most {MAX_QUERY_CHARS:,}")
         vector = self.embed(text) if DENSE & set(signals) else None

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from index.consultation import valid_unicode
 from index.errors import SimqaError
 from search.fusion import MODES
 from search.live import LiveSearcher
@@ -90,6 +93,8 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
     def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
         if any(not q.strip() for q in request.queries):
             raise HTTPException(422, "queries must not be blank")
+        if request.department is not None and not valid_unicode(request.department):
+            raise HTTPException(422, "department is not valid Unicode")
         results = current().search_many(request.queries, k=request.k, mode=request.mode, department=request.department,
                                         explain=request.explain)
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
@@ -115,11 +120,28 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
     def page() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, with inputs that hold lone surrogates escaped: echoing them raw made
+        the error response itself fail to encode (HTTP 500)."""
+        return JSONResponse({"detail": _escaped(jsonable_encoder(error.errors()))}, status_code=422)
+
     @app.exception_handler(SimqaError)
     async def simqa_error(request: Request, error: SimqaError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=400)
 
     return app
+
+
+def _escaped(value):
+    """JSON-ready data with every string made valid Unicode (lone surrogates as \\udXXX)."""
+    if isinstance(value, str):
+        return value if valid_unicode(value) else value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value
 
 
 def _known(searcher: Searcher, consultation_id: str) -> None:

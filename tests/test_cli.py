@@ -190,3 +190,9 @@ def test_serve_says_where_it_listens_once_it_does(seeds_index):
         process.terminate()
         out, _ = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in out
+
+
+def test_bytes_that_are_not_utf8_in_a_query_are_a_usage_error(seeds_index):
+    process = subprocess.run([sys.executable, "-m", "search.cli", "search", b"knee \xff pain", "--index", str(seeds_index)],
+                             capture_output=True, cwd=ROOT, timeout=120)
+    assert process.returncode == 2 and b"not valid UTF-8" in process.stderr and b"Traceback" not in process.stderr

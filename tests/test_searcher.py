@@ -190,3 +190,10 @@ def test_an_index_of_questions_alone_uses_the_question_only_fusion(tmp_path, enc
     for hit in searcher.search(QUERY, k=3, explain=True):
         assert {s: p["weight"] for s, p in hit.explain.items()} == expected.active
         assert sum(p["contribution"] for p in hit.explain.values()) == pytest.approx(hit.score)
+
+
+def test_a_query_that_is_not_valid_unicode_is_refused(searcher):
+    with pytest.raises(SimqaError, match="not valid Unicode"):
+        searcher.search("knee \ud800 pain")
+    with pytest.raises(SimqaError, match="not valid Unicode"):
+        searcher.search_many(["fine", "knee \udfff"])

@@ -99,3 +99,10 @@ def test_widget_and_page_are_served(client):
     assert "textContent" in widget.text and "innerHTML" not in widget.text
     page = client.get("/")
     assert page.status_code == 200 and '<input id="q"' in page.text and "innerHTML" not in page.text
+
+
+def test_a_lone_surrogate_in_a_body_is_a_422_like_every_other_error(client):
+    for body in ('{"queries": ["knee \\ud800 pain"]}', '{"queries": ["knee"], "department": "\\udfff"}'):
+        response = client.post("/api/search", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422 and response.headers["content-type"] == "application/json"
+        assert "unicode" in json.dumps(response.json()["detail"]).lower()

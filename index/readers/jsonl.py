@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
-from index.consultation import MAX_FIELD_CHARS, Consultation, FaqTopic, PanelLink, check_id
+from index.consultation import MAX_FIELD_CHARS, Consultation, FaqTopic, PanelLink, check_id, valid_unicode
 from index.errors import ParseError
 
 _TYPES = {f.name: (bool if f.name == "excerpt" else list if f.name in ("panel", "related_faq") else str)
@@ -39,16 +39,6 @@ def read_jsonl(path: str | Path, text: str, on_error: Callable[[ParseError], Non
             on_error(error)
 
 
-def _valid_unicode(text: str) -> bool:
-    """False for text holding a lone surrogate, which JSON's \\uXXXX escapes can carry but
-    no UTF-8 file, store or response can."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _consultation(path: str, number: int, line: str) -> Consultation:
     def fail(field: str, message: str) -> ParseError:
         return ParseError(path, number, field, message)
@@ -72,7 +62,7 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
             raise fail(name, f"expected {_TYPES[name].__name__}, got {type(value).__name__}")
         if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
             raise fail(name, f"{len(value):,} characters, more than the {MAX_FIELD_CHARS:,} a field may hold")
-        if isinstance(value, str) and not _valid_unicode(value):
+        if isinstance(value, str) and not valid_unicode(value):
             raise fail(name, "not valid Unicode (a lone surrogate escape such as \\ud800)")
     problem = check_id(data["id"])
     if problem:
@@ -84,7 +74,7 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
         for n, item in enumerate(items):
             if not isinstance(item, dict) or set(item) != set(keys) or not all(isinstance(item[k], str) for k in keys):
                 raise fail(f"{name}[{n}]", f"expected an object with string fields {', '.join(keys)}")
-            if not all(_valid_unicode(item[k]) for k in keys):
+            if not all(valid_unicode(item[k]) for k in keys):
                 raise fail(f"{name}[{n}]", "not valid Unicode (a lone surrogate escape such as \\ud800)")
         data[name] = [_ITEM_TYPES[name](**item) for item in items]
     return Consultation(**data, source=f"{path}:{number}")
