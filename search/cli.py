@@ -37,7 +37,7 @@ from search.bench import (
     read_queries,
 )
 from search.fusion import MODES
-from search.panel import render_panel
+from search.panel import render_panel, terminal_safe
 from search.searcher import Hit, Searcher
 
 
@@ -333,7 +333,7 @@ def _check_output(path: Path) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     for consultation_id, title in Searcher.open(args.index).titles():
-        print(f"{consultation_id}\t{title}")
+        print(f"{terminal_safe(consultation_id)}\t{terminal_safe(title)}")
     return 0
 
 

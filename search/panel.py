@@ -1,10 +1,23 @@
-"""The Similar Q&A panel as text, laid out the way the seed pages show it."""
+"""The Similar Q&A panel as text, laid out the way the seed pages show it, safe for a terminal."""
 
 from __future__ import annotations
 
+import re
+
 from search.searcher import Hit
 
+# What a stored text must not send to a terminal raw: C0 and C1 control characters and DEL
+# (ESC sequences clear the screen or retitle the window, CR and BS overwrite what was shown) and
+# the bidirectional overrides and isolates (they reorder what follows, e.g. in an id).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
 READ_MORE = "[Read More]"
+
+
+def terminal_safe(text: str) -> str:
+    """The text with every unsafe character shown as its escape (ESC as \\x1b, U+202E as \\u202e);
+    the one function text passes through on its way to a terminal (JSON output escapes by itself)."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
 
 
 def render_panel(hits: list[Hit]) -> str:
@@ -14,12 +27,13 @@ def render_panel(hits: list[Hit]) -> str:
     """
     blocks = []
     for hit in hits:
-        lines = [hit.title or hit.id, hit.question_excerpt]
+        title, hit_id = terminal_safe(hit.title or hit.id), terminal_safe(hit.id)
+        lines = [title, terminal_safe(hit.question_excerpt)]
         if hit.doctor:
-            lines.append(f"Dr. {hit.doctor} reply {hit.department}".rstrip())
+            lines.append(terminal_safe(f"Dr. {hit.doctor} reply {hit.department}".rstrip()))
         if hit.reply_excerpt:
-            lines.append(hit.reply_excerpt)
-        lines.append(f"{READ_MORE} {hit.title or hit.id} [{hit.id}]")
+            lines.append(terminal_safe(hit.reply_excerpt))
+        lines.append(f"{READ_MORE} {title} [{hit_id}]")
         if hit.explain is not None:
             lines.append(explanation(hit))
         blocks.append("\n".join(lines))

@@ -99,13 +99,13 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
                                         explain=request.explain)
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
 
-    @app.get("/api/similar/{consultation_id}")
+    @app.get("/api/similar/{consultation_id:path}")
     def similar(consultation_id: str, k: K = 4, explain: Explain = False) -> dict:
         searcher = current()
         _known(searcher, consultation_id)
         return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k, explain=explain)]}
 
-    @app.get("/api/consultations/{consultation_id}")
+    @app.get("/api/consultations/{consultation_id:path}")
     def consultation(consultation_id: str) -> dict:
         searcher = current()
         _known(searcher, consultation_id)

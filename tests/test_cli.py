@@ -196,3 +196,19 @@ def test_bytes_that_are_not_utf8_in_a_query_are_a_usage_error(seeds_index):
     process = subprocess.run([sys.executable, "-m", "search.cli", "search", b"knee \xff pain", "--index", str(seeds_index)],
                              capture_output=True, cwd=ROOT, timeout=120)
     assert process.returncode == 2 and b"not valid UTF-8" in process.stderr and b"Traceback" not in process.stderr
+
+
+def test_text_output_never_sends_control_characters_to_the_terminal(capsys, tmp_path):
+    export = tmp_path / "hostile.jsonl"
+    records = [{"id": "evil\u202eid", "title": "\x1b[2JCleared", "question": "Dr. Who\rOverwritten twitch", "doctor": "\x1b]0;t\x07X",
+                "reply": "back\x08space twitch"},
+               {"id": "plain", "title": "Twitch", "question": "my eyelid twitch"}]
+    export.write_text("".join(json.dumps(r) + "\n" for r in records))
+    index = str(tmp_path / "index")
+    assert run(capsys, "index", str(export), "--index", index, "--quiet")[0] == 0
+    for argv in (["search", "twitch", "--index", index], ["similar", "plain", "--index", index], ["list", "--index", index]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and "evil\\u202eid" in out
+        assert not any(c in out for c in "\x1b\r\x08\x07\u202e")
+    code, out, _ = run(capsys, "search", "twitch", "--index", index, "--format", "json")
+    assert {h["title"] for h in json.loads(out)} >= {"\x1b[2JCleared"}  # JSON keeps the text, escaped by JSON

@@ -1,10 +1,14 @@
 """The HTTP API in-process: every endpoint, every validation error, CORS, and escaping inputs."""
 
 import json
+import urllib.parse
 
 import pytest
 from fastapi.testclient import TestClient
 
+from index import BuildConfig, build_index
+from index.consultation import Consultation
+from search import Searcher
 from search.server import MAX_BODY_BYTES, create_app
 from tests.conftest import SEED_000, SEED_003
 
@@ -106,3 +110,12 @@ def test_a_lone_surrogate_in_a_body_is_a_422_like_every_other_error(client):
         response = client.post("/api/search", content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 422 and response.headers["content-type"] == "application/json"
         assert "unicode" in json.dumps(response.json()["detail"]).lower()
+
+
+def test_every_id_ingest_accepts_is_reachable(tmp_path, encoder):
+    consultations = [Consultation(id="dept/a b?c", question="knee pain when running"), Consultation(id="x", question="knee ache")]
+    build_index(consultations, tmp_path / "ix", BuildConfig(progress=False), encoder=encoder)
+    client = TestClient(create_app(Searcher.open(tmp_path / "ix", encoder=encoder)))
+    quoted = urllib.parse.quote("dept/a b?c", safe="")
+    assert client.get(f"/api/consultations/{quoted}").json()["id"] == "dept/a b?c"
+    assert client.get(f"/api/similar/{quoted}").json()["hits"][0]["id"] == "x"
