@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimqaError as error:
         print(f"simqa: error: {error}", file=sys.stderr)
         return 1
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as error:
+        # An operator's mistake (a read-only index, a path of the wrong kind): one line, not a traceback.
+        print(f"simqa: error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`simqa search ... | head -1`): stop quietly, as Unix tools do.
         # Python's own flush at exit would fail again, so stdout is pointed at /dev/null.

@@ -212,3 +212,18 @@ def test_text_output_never_sends_control_characters_to_the_terminal(capsys, tmp_
         assert not any(c in out for c in "\x1b\r\x08\x07\u202e")
     code, out, _ = run(capsys, "search", "twitch", "--index", index, "--format", "json")
     assert {h["title"] for h in json.loads(out)} >= {"\x1b[2JCleared"}  # JSON keeps the text, escaped by JSON
+
+
+def test_a_read_only_index_is_one_clear_error(capsys, tmp_path, monkeypatch):
+    """As root (CI) permissions do not bite, so the refusal the file system gives is simulated."""
+    export = tmp_path / "a.jsonl"
+    export.write_text('{"id": "a", "question": "knee pain"}\n')
+    index = tmp_path / "index"
+    assert run(capsys, "index", str(export), "--index", str(index), "--quiet")[0] == 0
+
+    def refuse(directory):
+        raise PermissionError(13, "Permission denied", str(directory / ".lock"))
+
+    monkeypatch.setattr("index.generations.writer_lock", refuse)
+    code, out, err = run(capsys, "delete", "a", "--index", str(index), "--quiet")
+    assert (code, out) == (1, "") and err == f"simqa: error: {index / '.lock'}: Permission denied\n"
