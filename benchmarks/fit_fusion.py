@@ -58,6 +58,7 @@ class Pools:
 
     def __init__(self, qids: list[str], ids: list[list[str]], scores: list[dict[str, np.ndarray]]) -> None:
         self.qids, self.ids, self.scores = qids, ids, scores
+        self.has_replies = any((~np.isnan(sc["dense_reply"])).any() for sc in scores)
 
     @classmethod
     def gather(cls, searcher: Searcher, queries: dict[str, str], panel: bool) -> "Pools":
@@ -80,10 +81,6 @@ class Pools:
         spans = list(zip(o[:-1], o[1:]))
         return cls(meta["qids"], [meta["ids"][a:b] for a, b in spans],
                    [{s: arrays[s][a:b] for s in SIGNALS} for a, b in spans])
-
-    @property
-    def has_replies(self) -> bool:
-        return any((~np.isnan(sc["dense_reply"])).any() for sc in self.scores)
 
     def run(self, fusion: Fusion) -> dict[str, list[tuple[str, float]]]:
         """What search() would return (top 100) under this fusion."""

@@ -52,9 +52,9 @@ BENCHMARKS = (
 BY_NAME = {b.name: b for b in BENCHMARKS}
 
 
-def medquad_questions() -> list[Consultation]:
+def questions_only(medquad: list[Consultation]) -> list[Consultation]:
     """MedQuAD's questions alone, as a question-only site would store them."""
-    return [Consultation(id=c.id, question=c.question) for c in load_medquad(answers_csv=None)]
+    return [Consultation(id=c.id, question=c.question) for c in medquad]
 
 
 def write_suite(out: Path) -> dict[str, int]:
@@ -67,7 +67,7 @@ def write_suite(out: Path) -> dict[str, int]:
 
     # Documents a benchmark judges go after MedQuAD's: rows break ties of equal scores, and an
     # early row would win them.
-    questions = medquad_questions()
+    questions = questions_only(medquad)
     (out / "paraphrase").mkdir(exist_ok=True)
     summaries = load_queries("summary")
     write_jsonl(out / "paraphrase" / "corpus.jsonl", questions + [Consultation(id=f"summary-{q}", question=t) for q, t in summaries.items()])

@@ -132,8 +132,8 @@ class Searcher:
     ) -> list[list[Hit]]:
         """search() for a batch of questions: their vectors are computed in one model call."""
         fusion = (fusion or _mode(mode)).for_index(self.has_replies)
-        if any(not t.strip() or len(t) > MAX_QUERY_CHARS or not valid_unicode(t) for t in texts):
-            raise SimqaError(f"empty query, one over {MAX_QUERY_CHARS:,} characters, or one not valid Unicode, in the batch")
+        for text in texts:
+            _check_query(text)
         dense = DENSE & set(fusion.active)
         query_vectors = self.query_encoder().embed(texts) if dense and texts else [None] * len(texts)
         queries = [Query(tokenize(t), v, v) for t, v in zip(texts, query_vectors)]
@@ -164,15 +164,16 @@ class Searcher:
 
         For analysis and tuning fusion offline; search() is this followed by fuse() and top-k.
         """
-        rows, scores = self.shard.candidates(self._text_query(text, set(signals)), set(signals), depth, None, Clock(None))
-        return [self.store.ids[r] for r in rows], scores
+        return self._candidate_ids(self._text_query(text, set(signals)), signals, depth)
 
     def similar_candidates(
         self, consultation_id: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS
     ) -> tuple[list[str], dict[str, np.ndarray]]:
         """candidates() of similar(): the stored consultation as the query, it and its duplicates left out."""
-        row = self.shard.row(consultation_id)
-        rows, scores = self.shard.candidates(self.shard.stored_query(row), set(signals), depth, None, Clock(None))
+        return self._candidate_ids(self.shard.stored_query(self.shard.row(consultation_id)), signals, depth)
+
+    def _candidate_ids(self, query: Query, signals: tuple[str, ...], depth: int) -> tuple[list[str], dict[str, np.ndarray]]:
+        rows, scores = self.shard.candidates(query, set(signals), depth, None)
         return [self.store.ids[r] for r in rows], scores
 
     def get(self, consultation_id: str) -> Consultation:
@@ -232,12 +233,7 @@ class Searcher:
                                  queries, texts, proposed))
 
     def _text_query(self, text: str, signals: set[str] | dict) -> Query:
-        if not text.strip():
-            raise SimqaError("empty query")
-        if not valid_unicode(text):
-            raise SimqaError("query is not valid Unicode (it holds a lone surrogate)")
-        if len(text) > MAX_QUERY_CHARS:
-            raise SimqaError(f"query of {len(text):,} characters; at most {MAX_QUERY_CHARS:,}")
+        _check_query(text)
         vector = self.embed(text) if DENSE & set(signals) else None
         return Query(tokenize(text), vector, vector)
 
@@ -278,6 +274,16 @@ def _top(rows: np.ndarray, scores: dict[str, np.ndarray], fusion: Fusion, k: int
     parts = contributions(scores, fusion) if explained else {}
     explanations = [explain(scores, fusion, parts, at) for at in order] if explained else None
     return rows[order], fused[order], {s: v[order] for s, v in scores.items()}, explanations
+
+
+def _check_query(text: str) -> None:
+    """Refuse a query that is empty, too long or not valid Unicode (SimqaError says which)."""
+    if not text.strip():
+        raise SimqaError("empty query")
+    if not valid_unicode(text):
+        raise SimqaError("query is not valid Unicode (it holds a lone surrogate)")
+    if len(text) > MAX_QUERY_CHARS:
+        raise SimqaError(f"query of {len(text):,} characters; at most {MAX_QUERY_CHARS:,}")
 
 
 def _mode(mode: str) -> Fusion:

@@ -19,6 +19,7 @@ from index.errors import ParseError
 _TYPES = {f.name: (bool if f.name == "excerpt" else list if f.name in ("panel", "related_faq") else str)
           for f in fields(Consultation) if f.name != "source"}
 _ITEM_KEYS = {"panel": ("title", "id"), "related_faq": ("topic", "department")}
+NOT_UNICODE = "not valid Unicode (a lone surrogate escape such as \\ud800)"
 _ITEM_TYPES = {"panel": PanelLink, "related_faq": FaqTopic}
 
 
@@ -63,7 +64,7 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
         if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
             raise fail(name, f"{len(value):,} characters, more than the {MAX_FIELD_CHARS:,} a field may hold")
         if isinstance(value, str) and not valid_unicode(value):
-            raise fail(name, "not valid Unicode (a lone surrogate escape such as \\ud800)")
+            raise fail(name, NOT_UNICODE)
     problem = check_id(data["id"])
     if problem:
         raise fail("id", problem)
@@ -75,6 +76,6 @@ def _consultation(path: str, number: int, line: str) -> Consultation:
             if not isinstance(item, dict) or set(item) != set(keys) or not all(isinstance(item[k], str) for k in keys):
                 raise fail(f"{name}[{n}]", f"expected an object with string fields {', '.join(keys)}")
             if not all(valid_unicode(item[k]) for k in keys):
-                raise fail(f"{name}[{n}]", "not valid Unicode (a lone surrogate escape such as \\ud800)")
+                raise fail(f"{name}[{n}]", NOT_UNICODE)
         data[name] = [_ITEM_TYPES[name](**item) for item in items]
     return Consultation(**data, source=f"{path}:{number}")
