@@ -70,7 +70,7 @@ def main() -> None:
         lines.append(row(f"depth {depth}", evaluate(run_method(searcher, queries, fusion, depth=10), qrels), at_10))
 
     lines += ["", "## 2. Reply vectors: best of up to 8 passages vs the first passage only", "", *header()]
-    consultations = searcher.store.get(list(range(len(searcher.store))))
+    consultations = searcher.consultations()
     first_only = Path(args.index).with_name(Path(args.index).name + "-first-passage")
     build_index(consultations, first_only, BuildConfig(max_passages=1, progress=False, cache=Path(args.cache)))
     first = Searcher.open(first_only)

@@ -36,7 +36,7 @@ def main() -> None:
             timings: dict[str, float] = {}
             searcher.search(text, timings=timings)
             stages.append(timings["fusion"] * 1000)
-        out[benchmark.name] = {"documents": len(searcher.store), "queries": len(texts), "fusion_p50_ms": round(float(np.median(stages)), 3),
+        out[benchmark.name] = {"documents": len(searcher), "queries": len(texts), "fusion_p50_ms": round(float(np.median(stages)), 3),
                                "fusion_p95_ms": round(float(np.percentile(stages, 95)), 3)}
         print(benchmark.name, json.dumps(out[benchmark.name]), flush=True)
 

@@ -95,7 +95,7 @@ def qrels_dict() -> dict[str, dict[str, int]]:
 def phase_queries(index: str, relevance: bool) -> dict:
     """Latency per stage and end to end, batch throughput, nDCG@10 and peak RSS of one index."""
     searcher = Searcher.open(index)
-    out: dict = {"index_mb": dir_mb(searcher.generation), "documents": len(searcher.store)}
+    out: dict = {"index_mb": dir_mb(searcher.generation), "documents": len(searcher)}
     searcher.search("warm up the model and the caches", k=10)
     for setting in ("summary", "original"):
         queries = load_queries(setting)
@@ -167,9 +167,9 @@ def phase_recall(index: str, queries: int = 100) -> dict:
     searcher = Searcher.open(index)
     texts = list(load_queries("summary").values())[:queries]
     query_vectors = np.stack([searcher.embed(t) for t in texts])
-    exact = np.argpartition(-(np.asarray(searcher.shard.question_vectors) @ query_vectors.T), 10, axis=0)[:10].T
+    exact = np.argpartition(-(np.asarray(searcher.shards[0].question_vectors) @ query_vectors.T), 10, axis=0)[:10].T
     faiss.omp_set_num_threads(1)
-    found = [vectors.search(searcher.shard.question_index, searcher.shard.question_vectors, v, 10)[1] for v in query_vectors]
+    found = [vectors.search(searcher.shards[0].question_index, searcher.shards[0].question_vectors, v, 10)[1] for v in query_vectors]
     recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
     return {"recall_at_10": round(float(recall), 4), "kind": searcher.manifest.parameters["vector_index"]["question"]}
 
@@ -402,7 +402,7 @@ def section_scale(sizes: list[int], consultations: list[Consultation], pool_inde
     """Build and query synthetic corpora of the given sizes, words drawn from `consultations`,
     vectors resampled from the index at `pool_index`."""
     pool_searcher = Searcher.open(pool_index)
-    pool = np.concatenate([np.asarray(pool_searcher.shard.question_vectors), np.asarray(pool_searcher.shard.reply_vectors)])
+    pool = np.concatenate([np.asarray(pool_searcher.shards[0].question_vectors), np.asarray(pool_searcher.shards[0].reply_vectors)])
     synthetic = SyntheticEncoder(pool, Encoder())
     out = {}
     for n in sizes:

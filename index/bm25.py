@@ -31,22 +31,43 @@ K1, B, METHOD = 1.5, 0.75, "robertson"
 
 @dataclass(frozen=True)
 class CollectionStats:
-    """What BM25 needs to know of the whole collection, over every shard of it."""
+    """What BM25 needs to know of the whole collection, over every shard of it. Additive: the
+    statistics of a collection are the sum of its shards' (`sum`), so shards count in parallel."""
 
     documents: int
-    average_length: float
+    total_length: int
     document_frequency: dict[str, int]
 
+    @property
+    def average_length(self) -> float:
+        return self.total_length / self.documents if self.documents else 0.0
+
     @classmethod
-    def of(cls, shards: Iterable[list[list[str]]]) -> "CollectionStats":
-        """The statistics of the documents (token lists) of every shard together."""
+    def of(cls, token_lists: Iterable[list[str]]) -> "CollectionStats":
+        """The statistics of these documents (one token list each)."""
         documents, length, frequency = 0, 0, Counter()
-        for token_lists in shards:
-            for tokens in token_lists:
-                documents += 1
-                length += len(tokens)
-                frequency.update(set(tokens))
-        return cls(documents, length / documents if documents else 0.0, dict(frequency))
+        for tokens in token_lists:
+            documents += 1
+            length += len(tokens)
+            frequency.update(set(tokens))
+        return cls(documents, length, dict(frequency))
+
+    @classmethod
+    def sum(cls, parts: Iterable["CollectionStats"]) -> "CollectionStats":
+        documents, length, frequency = 0, 0, Counter()
+        for part in parts:
+            documents += part.documents
+            length += part.total_length
+            frequency.update(part.document_frequency)
+        return cls(documents, length, dict(frequency))
+
+    def to_dict(self) -> dict:
+        return {"documents": self.documents, "total_length": self.total_length,
+                "document_frequency": dict(sorted(self.document_frequency.items()))}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CollectionStats":
+        return cls(int(data["documents"]), int(data["total_length"]), {str(t): int(n) for t, n in data["document_frequency"].items()})
 
 
 class _CollectionBM25(bm25s.BM25):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from index import generations, segment
-from index.bm25 import B, K1, METHOD
+from index.bm25 import B, K1, METHOD, CollectionStats
 from index.consultation import Consultation
 from index.embed import BATCH_SIZE, Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
@@ -38,6 +38,22 @@ class BuildConfig:
     progress: bool = True
     cache: Path | None = None  # embedding cache file (index.embed_cache); None: no cache
     precision: str = "auto"  # torch's for embedding: auto, fp32 or bf16 (index.embed)
+    shards: int | None = None  # None: as many as the index already has (1 for a new index); index/sharded.py
+    ray: str | None = None  # a Ray cluster's address, or "local": embed and write shards on Ray (index/ray_runner.py)
+    ray_actors: int = 1  # embedding actors on Ray, each loading the model once
+    ray_cpus_per_actor: float = 1.0
+    shard: ShardOf | None = None  # set by index/sharded.py for each shard it writes
+
+
+@dataclass(frozen=True)
+class ShardOf:
+    """What makes an index a shard: its number, how many shards there are, and the collection's
+    BM25 statistics it is built with (per field; index/bm25.py)."""
+
+    number: int
+    shards: int
+    stats: dict[str, CollectionStats]
+    stats_sha256: str
 
 
 def build_index(
@@ -56,13 +72,19 @@ def build_index(
     _check_replaceable(target)
     if not consultations:
         raise SimqaError("no consultations to index")
-    created = not target.exists()
+    from index import sharded  # it builds on this module
+
+    current = _current_manifest(target)
+    shards = config.shards or (sharded.count(current) if current is not None else 1)
+    created, existed = not generations.is_index(target), target.exists()
     try:
         with generations.writer_lock(target):
+            if shards > 1 or config.ray or (current is not None and sharded.is_sharded(current)):
+                return sharded.build(consultations, target, shards, config, encoder)
             return write_generation(consultations, target, config, encoder)
     except BaseException:
         if created:
-            shutil.rmtree(target, ignore_errors=True)
+            _remove_leftovers(target, existed)
         raise
 
 
@@ -113,8 +135,9 @@ def _content_digest(consultations: list[Consultation], config: BuildConfig, mode
     """SHA-256 of everything a generation is made from: the consultations in order, the model and
     the parameters. Equal digests mean an identical index, so a rebuild can be skipped."""
     digest = hashlib.sha256()
+    shard = None if config.shard is None else [config.shard.number, config.shard.shards, config.shard.stats_sha256]
     settings = [FORMAT_VERSION, TOKENIZER, model_fingerprint_, config.passage_words, config.max_passages, config.vector_index,
-                config.precision]
+                config.precision, shard]
     digest.update(json.dumps(settings).encode())
     for c in consultations:
         digest.update(json.dumps(c.to_dict(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
@@ -128,9 +151,10 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
     question_vectors = encoder.embed(texts.questions)
     stages.start("embed_replies", "embedding reply passages")
     reply_vectors = encoder.embed(texts.flat_passages)
+    shard = config.shard
     written = segment.write(work, consultations, texts, question_vectors, reply_vectors, config.vector_index, threads(),
-                            config.progress, stages.start)
-    return Manifest(
+                            config.progress, stages.start, None if shard is None else shard.stats)
+    manifest = Manifest(
         model=encoder.name,
         model_fingerprint=encoder.fingerprint,
         dimension=encoder.dimension,
@@ -152,13 +176,34 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
         },
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
+    if shard is not None:
+        manifest.parameters["shard"] = {"number": shard.number, "of": shard.shards, "bm25_stats_sha256": shard.stats_sha256}
+    return manifest
 
 
 def _check_replaceable(target: Path) -> None:
-    """Refuse to write into a directory that is neither a simqa index nor empty."""
+    """Refuse to write into a directory that is neither a simqa index nor empty (but for what a
+    killed first build left there)."""
     if target.exists() and not generations.is_index(target):
-        if not target.is_dir() or any(p.name != generations.LOCK for p in target.iterdir()):
+        if not target.is_dir() or not all(_leftover(p) for p in target.iterdir()):
             raise SimqaError(f"{target} exists and is not a simqa index; refusing to replace it")
+
+
+def _leftover(path: Path) -> bool:
+    """Left by a killed build: a writer's lock, workspace or pointer, or a shard directory."""
+    from index import sharded
+
+    return generations.leftover(path) or sharded.is_shard_directory(path)
+
+
+def _remove_leftovers(target: Path, existed: bool) -> None:
+    """Undo a first build that failed: remove what it wrote, and the directory if it made it."""
+    if not existed:
+        shutil.rmtree(target, ignore_errors=True)
+    elif target.is_dir():
+        for path in target.iterdir():
+            if _leftover(path):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 class _Stages:

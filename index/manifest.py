@@ -35,7 +35,7 @@ class Manifest:
     def write(self, directory: Path) -> None:
         """Record every file of the directory, then write the manifest itself."""
         self.files = {
-            p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
             for p in sorted(directory.rglob("*"))
             if p.is_file() and p.name != MANIFEST
         }
@@ -73,7 +73,7 @@ class Manifest:
                 raise IndexFormatError(f"{path}: missing; the index is damaged, rebuild it")
             if path.stat().st_size != entry["bytes"]:
                 raise IndexFormatError(f"{path}: {path.stat().st_size} bytes, the manifest records {entry['bytes']}; the index is damaged, rebuild it")
-            if checksums and _sha256(path) != entry["sha256"]:
+            if checksums and sha256_of(path) != entry["sha256"]:
                 raise IndexFormatError(f"{path}: checksum differs from the manifest's; the index is damaged, rebuild it")
 
     def check_model(self, model: str, fingerprint: str) -> None:
@@ -89,7 +89,7 @@ class Manifest:
             raise IndexFormatError(f"model gives {dimension}-dimensional vectors, the index holds {self.dimension}")
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

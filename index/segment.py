@@ -25,7 +25,7 @@ import faiss
 import numpy as np
 
 from index import vectors
-from index.bm25 import FieldBM25
+from index.bm25 import CollectionStats, FieldBM25
 from index.consultation import Consultation
 from index.errors import IndexFormatError
 from index.passages import passages
@@ -69,6 +69,17 @@ def embedded_texts(consultations: list[Consultation], passage_words: int, max_pa
                          [passages(c.reply_text(), passage_words, max_passages) for c in consultations])
 
 
+def field_tokens(consultations: list[Consultation]) -> dict[str, list[list[str]]]:
+    """The BM25 token lists of each field ("question": title + question, "reply": reply + more info)."""
+    return {"question": [tokenize(c.question_text()) for c in consultations],
+            "reply": [tokenize(c.reply_text()) for c in consultations]}
+
+
+def field_stats(consultations: list[Consultation]) -> dict[str, CollectionStats]:
+    """Each BM25 field's statistics over these consultations (a shard's part of the collection's)."""
+    return {field: CollectionStats.of(tokens) for field, tokens in field_tokens(consultations).items()}
+
+
 def write(
     directory: Path,
     consultations: list[Consultation],
@@ -79,15 +90,19 @@ def write(
     threads: int,
     progress: bool = False,
     stage: Callable[[str, str], None] = lambda name, message: None,
+    stats: dict[str, CollectionStats] | None = None,
 ) -> dict:
     """Write every file of a generation but the manifest into `directory`; returns what the
     manifest records of it (BM25 vocabulary sizes, the vector indexes' kinds and parameters).
-    `stage(name, message)` is told as each part starts (the build times its stages)."""
+    `stage(name, message)` is told as each part starts (the build times its stages). `stats`:
+    the collection's BM25 statistics per field, for a shard of a sharded index."""
     stage("store", f"storing {len(consultations)} consultations")
     write_store(directory / STORE, consultations)
     stage("bm25", "indexing BM25 (title + question, reply + more info)")
-    bm25_question = FieldBM25.build([tokenize(c.question_text()) for c in consultations], progress)
-    bm25_reply = FieldBM25.build([tokenize(c.reply_text()) for c in consultations], progress)
+    tokens = field_tokens(consultations)
+    stats = stats or {}
+    bm25_question = FieldBM25.build(tokens["question"], progress, stats.get("question"))
+    bm25_reply = FieldBM25.build(tokens["reply"], progress, stats.get("reply"))
     bm25_question.save(directory / BM25_QUESTION)
     bm25_reply.save(directory / BM25_REPLY)
     stage("vector_index", "building vector indexes")

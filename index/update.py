@@ -4,12 +4,13 @@ The new generation is built from the current one's consultations with the change
 updated consultations keep their place, new ones are appended, deleted ones removed. Every text
 whose vector the current generation holds (question texts, reply passages) reuses it, so only
 new or changed texts are embedded, and the model is loaded only if there are any. The result is
-the index a full build of the same consultations, in the same order, would give.
+the index a full build of the same consultations, in the same order, would give. A sharded
+index routes each change to its shard (index/sharded.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from index import generations
@@ -28,37 +29,58 @@ def update_index(
     config: BuildConfig | None = None,
 ) -> Manifest:
     """Apply upserts (by id) and deletes to the index in `directory`; returns the new manifest."""
+    from index import sharded  # it builds on this module
+
     config = config or BuildConfig()
     directory = Path(directory)
-    generations.current(directory)  # not an index: refused before the lock creates anything
+    manifest = Manifest.read(generations.current(directory))  # not an index: refused before the lock creates anything
+    if sharded.is_sharded(manifest):
+        return sharded.update(directory, list(upserts), list(dict.fromkeys(deletes)), config)
+    if "shard" in manifest.parameters:
+        raise SimqaError(f"{directory} is a shard of the sharded index {directory.parent}; update that index instead")
     with generations.writer_lock(directory):
+        change = Change.read(directory, upserts, deletes)
+        if not change.after:
+            raise SimqaError("the update would leave the index empty; delete the directory instead")
+        return change.write(config)
+
+
+@dataclass
+class Change:
+    """An update of one index directory, read under its writer lock: the current generation's
+    consultations and what they become."""
+
+    directory: Path
+    generation: Path
+    manifest: Manifest
+    before: list[Consultation]
+    after: list[Consultation]
+
+    @classmethod
+    def read(cls, directory: Path, upserts: list[Consultation] = (), deletes: list[str] = ()) -> "Change":
+        """SimqaError if a delete names an id the index does not hold."""
         generation = generations.current(directory)
-        manifest = Manifest.read(generation)
         store = Segment.open_store(generation)
-        consultations = store.get(list(range(len(store))))
+        before = store.get(list(range(len(store))))
         missing = [i for i in deletes if i not in store.rows]
         store.close()
         if missing:
             raise SimqaError(f"cannot delete unknown consultation id(s): {', '.join(map(repr, missing[:5]))}")
         changed = {c.id: c for c in upserts}
         dropped = set(deletes)
-        kept = [changed.pop(c.id, c) for c in consultations if c.id not in dropped]
-        updated = kept + list(changed.values())
-        if not updated:
-            raise SimqaError("the update would leave the index empty; delete the directory instead")
-        params = manifest.parameters
-        config = replace(config, model=manifest.model, passage_words=params["passage_words"], max_passages=params["max_passages"],
-                         vector_index=params.get("vector_index_choice", "auto"))
-        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=manifest.dimension,
+        kept = [changed.pop(c.id, c) for c in before if c.id not in dropped]
+        return cls(directory, generation, Manifest.read(generation), before, kept + list(changed.values()))
+
+    def write(self, config: BuildConfig) -> Manifest:
+        """Write `after` as the next generation with the current one's model and parameters,
+        embedding only texts the current generation has no vector for."""
+        params = self.manifest.parameters
+        config = replace(config, model=self.manifest.model, passage_words=params["passage_words"],
+                         max_passages=params["max_passages"], vector_index=params.get("vector_index_choice", "auto"))
+        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=self.manifest.dimension,
                           precision=config.precision)
-        _remember_vectors(encoder, generation, consultations, config)
-        return write_generation(updated, directory, config, encoder)
-
-
-def _remember_vectors(encoder: Encoder, generation: Path, consultations: list[Consultation], config: BuildConfig) -> None:
-    """Hand the encoder every vector the generation holds, keyed by the text it embeds."""
-    texts = embedded_texts(consultations, config.passage_words, config.max_passages)
-    question_vectors, reply_vectors = Segment.load_vectors(generation)
-    encoder.remember(texts.questions, question_vectors)
-    encoder.remember(texts.flat_passages, reply_vectors)
-
+        texts = embedded_texts(self.before, config.passage_words, config.max_passages)
+        question_vectors, reply_vectors = Segment.load_vectors(self.generation)
+        encoder.remember(texts.questions, question_vectors)
+        encoder.remember(texts.flat_passages, reply_vectors)
+        return write_generation(self.after, self.directory, config, encoder)

@@ -126,7 +126,7 @@ def bench_relevance(
         results[name] = evaluate(run, qrels, threshold)
     judged_queries = sum(1 for q in queries if q in qrels)
     meta = {"title": title, "queries": len(queries), "judged_queries": judged_queries, "threshold": threshold,
-            "documents": len(searcher.store), "model": searcher.manifest.model}
+            "documents": len(searcher), "model": searcher.manifest.model}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n", encoding="utf-8")
     (out / "results.md").write_text(results_table(results, meta), encoding="utf-8")
     bar_chart(results, out / "results.png", title)
@@ -178,8 +178,8 @@ def panel_recovery(searcher: Searcher, fusion: Fusion | None = None) -> list[tup
     Only links to consultations in the index count; k is the number of such links.
     """
     out = []
-    for consultation in searcher.store.get(list(range(len(searcher.store)))):  # one read, not one per id
-        links = {p.id for p in consultation.panel if p.id in searcher.store.rows}
+    for consultation in searcher.consultations():  # one read, not one per id
+        links = {p.id for p in consultation.panel if p.id in searcher}
         if links:
             found = {h.id for h in searcher.similar(consultation.id, k=len(links), fusion=fusion)}
             out.append((consultation.id, len(links & found), len(links)))

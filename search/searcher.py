@@ -1,9 +1,11 @@
 """Searcher: open an index directory once, answer free-text and similar-consultation queries.
 
-A query is tokenized and embedded once; its shard (search/shard.py) answers candidates with every
-active signal's raw score; the signals are fused once (search/fusion.py); only the top k become
-hits, with snippets. Fused scores are relative to a query's candidates: shards of one collection
-must merge their candidates with raw per-signal scores and fuse once, not merge fused hits.
+A query is tokenized and embedded once; every shard (search/shard.py; one for an index that is
+not sharded, index/sharded.py) answers candidates with every active signal's raw score; they are
+merged, the signals fused once over the union (search/fusion.py), and only the top k become hits,
+with snippets. Fused scores are relative to a query's candidates, so fusing per shard and merging
+fused hits would rank differently: a sharded index ranks as one index of the same consultations.
+Rows are global: shard i's rows come after those of the shards before it.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from index import generations
+from index import generations, sharded
 from index.consultation import Consultation, valid_unicode
 from index.embed import Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.text import tokenize
 from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
-from search.shard import Clock, Query, Shard
+from search.shard import Candidates, Clock, Proposal, Query, Shard
 from search.snippets import excerpt, matched_terms
 
 # The model runs on ONNX Runtime for queries (index/onnx_runner.py); SIMQA_QUERY_BACKEND=torch
@@ -62,16 +64,18 @@ class Hit:
 class Searcher:
     """The query side of one index directory. Thread-safe; load once per process."""
 
-    def __init__(self, directory: Path, generation: Path, manifest: Manifest, model: str | None, encoder: Encoder | None) -> None:
+    def __init__(self, directory: Path, generation: Path, manifest: Manifest, shards: list[Path], model: str | None,
+                 encoder: Encoder | None) -> None:
         self.directory = directory
-        self.generation = generation
+        self.generation = generation  # the top level's, for a sharded index
         self.manifest = manifest
         self._model = model
         self._query_encoder = encoder
         self._lock = threading.Lock()
-        self.shard = Shard(generation, manifest)
-        self.store = self.shard.store
-        self.has_replies = self.shard.has_replies
+        self.shards = [Shard(path) for path in shards]
+        self._offsets = np.cumsum([0] + [len(shard.store) for shard in self.shards])
+        # Fusions choose their weights by this (Fusion.for_index), over the whole collection.
+        self.has_replies = bool(manifest.counts.get("reply_passages", 0))
 
     @classmethod
     def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None) -> "Searcher":
@@ -89,8 +93,9 @@ class Searcher:
                 manifest.verify(generation)
                 name, path = resolve_model(model if model is not None else manifest.model)
                 manifest.check_model(name, model_fingerprint(path))
+                shards = [g for g, _ in sharded.shard_generations(directory, manifest)] if sharded.is_sharded(manifest) else [generation]
                 reuse = encoder if encoder is not None and encoder.fingerprint == manifest.model_fingerprint else None
-                return cls(directory, generation, manifest, name, reuse)
+                return cls(directory, generation, manifest, shards, name, reuse)
             except (IndexFormatError, FileNotFoundError):
                 # A writer may have published and pruned while we opened: try its generation.
                 latest = generations.current(directory)
@@ -147,16 +152,13 @@ class Searcher:
         The consultation itself and its duplicates (same question) are left out.
         """
         fusion = (fusion or MODES["hybrid"]).for_index(self.has_replies)
-        row = self.shard.row(consultation_id)
-        query = self.shard.stored_query(row)
-        return self._answer(query, None, k, fusion, department, Clock(None), explain=explain)
+        return self._answer(self._stored_queries([consultation_id])[0], None, k, fusion, department, Clock(None), explain=explain)
 
     def similar_many(self, consultation_ids: list[str], k: int = 4, fusion: Fusion | None = None) -> list[list[Hit]]:
         """similar() for many consultations (precomputed panels): one batched FAISS call per
         vector signal and one store read, instead of one of each per consultation."""
         fusion = (fusion or MODES["hybrid"]).for_index(self.has_replies)
-        rows = [self.shard.row(i) for i in consultation_ids]
-        queries = [self.shard.stored_query(r, c) for r, c in zip(rows, self.store.get(rows))]
+        queries = self._stored_queries(consultation_ids)
         return self._answer_many(queries, [None] * len(queries), k, fusion, None, False)
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -170,22 +172,35 @@ class Searcher:
         self, consultation_id: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS
     ) -> tuple[list[str], dict[str, np.ndarray]]:
         """candidates() of similar(): the stored consultation as the query, it and its duplicates left out."""
-        return self._candidate_ids(self.shard.stored_query(self.shard.row(consultation_id)), signals, depth)
+        return self._candidate_ids(self._stored_queries([consultation_id])[0], signals, depth)
 
     def _candidate_ids(self, query: Query, signals: tuple[str, ...], depth: int) -> tuple[list[str], dict[str, np.ndarray]]:
-        rows, scores = self.shard.candidates(query, set(signals), depth, None)
-        return [self.store.ids[r] for r in rows], scores
+        found = self._candidates(query, set(signals), depth, None, Clock(None))
+        ids = self.ids()
+        return [ids[r] for r in found.rows], found.scores
 
     def get(self, consultation_id: str) -> Consultation:
         """The stored consultation with this id."""
-        return self.store.get([self.shard.row(consultation_id)])[0]
+        shard = self.shards[self._owner(consultation_id)]
+        return shard.store.get([shard.row(consultation_id)])[0]
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __contains__(self, consultation_id: str) -> bool:
+        return consultation_id in self.shards[self._owner(consultation_id)].store.rows
 
     def ids(self) -> list[str]:
-        return list(self.store.ids)
+        """Every consultation's id, in index order."""
+        return [i for shard in self.shards for i in shard.store.ids]
+
+    def consultations(self) -> list[Consultation]:
+        """Every stored consultation, in index order (one read per shard)."""
+        return [c for shard in self.shards for c in shard.store.get(list(range(len(shard.store))))]
 
     def titles(self) -> list[tuple[str, str]]:
         """(id, title) of every consultation, in index order."""
-        return [(c.id, c.title) for c in self.store.get(list(range(len(self.store))))]
+        return [(c.id, c.title) for c in self.consultations()]
 
     def embed(self, text: str) -> np.ndarray:
         """The query's unit vector."""
@@ -210,12 +225,12 @@ class Searcher:
         fusion: Fusion,
         department: str | None,
         clock: Clock,
-        proposed: dict[str, np.ndarray] | None = None,
+        proposed: list[dict[str, Proposal]] | None = None,
         explain: bool = False,
     ) -> list[Hit]:
         """Candidates, fusion, top k, hits: the path every query takes after its vectors."""
-        rows, scores = self.shard.candidates(query, fusion.active, max(fusion.depth, k), department, clock, proposed)
-        top = _top(rows, scores, fusion, k, explain)
+        found = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock, proposed)
+        top = _top(found.rows, found.scores, fusion, k, explain)
         clock.lap("fusion")
         hits = self._hits(*top, query=text)
         clock.lap("hits")
@@ -227,10 +242,48 @@ class Searcher:
         """_answer for a batch: one FAISS call per vector signal, searching queries on every
         core, then the per-query work on a thread pool (numpy, FAISS and SQLite release the GIL)."""
         depth = max(fusion.depth, k)
-        proposed = self.shard.propose_many(queries, fusion.active, depth) if department is None else [{} for _ in queries]
+        if department is None:  # per query: each shard's proposals
+            proposed = list(zip(*(shard.propose_many(queries, fusion.active, depth) for shard in self.shards)))
+        else:
+            proposed = [None] * len(queries)
         with ThreadPoolExecutor(max_workers=threads()) as pool:
             return list(pool.map(lambda q, t, p: self._answer(q, t, k, fusion, department, Clock(None), p, explain),
                                  queries, texts, proposed))
+
+    def _candidates(
+        self, query: Query, signals, depth: int, department: str | None, clock: Clock, proposed: list | tuple | None = None
+    ) -> Candidates:
+        """Every shard's candidates, merged (one shard's as they are)."""
+        proposed = proposed or [None] * len(self.shards)
+        parts = [shard.candidates(query, signals, depth, department, clock, p) for shard, p in zip(self.shards, proposed)]
+        return parts[0] if len(parts) == 1 else Candidates.merge(parts, self._offsets[:-1])
+
+    def _owner(self, consultation_id: str) -> int:
+        """The shard that holds (or would hold) a consultation."""
+        return 0 if len(self.shards) == 1 else sharded.shard_of(consultation_id, len(self.shards))
+
+    def _stored_queries(self, consultation_ids: list[str]) -> list[Query]:
+        """Queries of stored consultations, reading each shard's store once."""
+        located = [(self._owner(i), self.shards[self._owner(i)].row(i)) for i in consultation_ids]
+        queries: list[Query | None] = [None] * len(located)
+        for number, shard in enumerate(self.shards):
+            mine = [at for at, (owner, _) in enumerate(located) if owner == number]
+            rows = [located[at][1] for at in mine]
+            for at, row, consultation in zip(mine, rows, shard.store.get(rows) if rows else []):
+                queries[at] = shard.stored_query(row, consultation)
+        return queries
+
+    def _consultations(self, rows: np.ndarray) -> list[Consultation]:
+        """The consultations of global rows, in their order (one store read per shard)."""
+        if len(self.shards) == 1:
+            return self.shards[0].store.get(rows.tolist())
+        owners = np.searchsorted(self._offsets, rows, side="right") - 1
+        out: list[Consultation | None] = [None] * len(rows)
+        for number in np.unique(owners):
+            at = np.flatnonzero(owners == number)
+            for position, consultation in zip(at, self.shards[number].store.get((rows[at] - self._offsets[number]).tolist())):
+                out[position] = consultation
+        return out
 
     def _text_query(self, text: str, signals: set[str] | dict) -> Query:
         _check_query(text)
@@ -240,7 +293,7 @@ class Searcher:
     def _hits(
         self, rows: np.ndarray, fused: np.ndarray, scores: dict[str, np.ndarray], explanations: list | None, query: str | None
     ) -> list[Hit]:
-        consultations = self.store.get(rows.tolist())
+        consultations = self._consultations(rows)
         excerpts = [(excerpt(c.question, truncated=c.excerpt), excerpt(c.reply or c.more_info, truncated=c.excerpt))
                     for c in consultations]
         # what a page can highlight: query words found in the texts the hit shows

@@ -73,7 +73,7 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
     @app.get("/healthz")
     def healthz() -> dict:
         searcher = current()
-        return {"status": "ok", "consultations": len(searcher.store), "model": searcher.manifest.model,
+        return {"status": "ok", "consultations": len(searcher), "model": searcher.manifest.model,
                 "generation": searcher.generation.name}
 
     @app.get("/api/search")
@@ -145,7 +145,7 @@ def _escaped(value):
 
 
 def _known(searcher: Searcher, consultation_id: str) -> None:
-    if consultation_id not in searcher.store.rows:
+    if consultation_id not in searcher:
         raise HTTPException(404, f"unknown consultation id {consultation_id!r}")
 
 

@@ -5,6 +5,8 @@ signal's top candidates (BM25 over both fields, dense question, dense reply pass
 filtered by department when asked) and scores every candidate on every active signal exactly.
 It fuses nothing: scores stay raw, so the caller can merge the candidates of several shards and
 fuse once (search/searcher.py), as a coordinating node merges the raw answers of its shards.
+`Candidates.merge` keeps of the shards' candidates exactly those one index would have proposed:
+each signal's top `depth` over all shards, told by the scores of each shard's own top.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from index import vectors
 from index.consultation import Consultation
 from index.embed import threads
 from index.errors import SimqaError
-from index.manifest import Manifest
 from index.segment import Segment
 from index.text import tokenize
-from search.fusion import SIGNALS
+from search.fusion import DENSE, SIGNALS
 
 # similar() leaves out the consultation's duplicates: the same question body (reposts), or
 # question vectors this close (the same question reworded by a few characters).
@@ -34,14 +35,53 @@ DUPLICATE_COSINE = 0.98
 PASSAGE_DEPTH = 3
 
 
+# What a signal proposed: rows, and the scores of the units that proposed them (rows, or passages).
+Proposal = tuple[np.ndarray, np.ndarray]
+
+# Scores computed twice (by FAISS, then exactly by numpy) may differ in the last bits.
+SCORE_TOLERANCE = 1e-5
+
+
 @dataclass
 class Query:
-    """What the signals match: BM25 tokens, the vectors for questions and replies, a row to leave out."""
+    """What the signals match: BM25 tokens, the vectors for questions and replies, and for a
+    stored consultation its id and question hash (it and its duplicates are left out)."""
 
     tokens: list[str]
     question_vector: np.ndarray | None
     reply_vector: np.ndarray | None
-    exclude: int | None = None
+    exclude: str | None = None
+    exclude_hash: int | None = None
+
+
+@dataclass
+class Candidates:
+    """A query's candidates: rows, every active signal's raw score of each (NaN: nothing to
+    say), and what merging shards needs: the rows each signal proposed (`proposed_by`, a mask
+    over rows) and the scores of the units it proposed them by (`tops`: rows, or reply
+    passages for dense_reply), `limits[signal]` units at most."""
+
+    rows: np.ndarray
+    scores: dict[str, np.ndarray]
+    proposed_by: dict[str, np.ndarray]
+    tops: dict[str, np.ndarray]
+    limits: dict[str, int]
+
+    @classmethod
+    def merge(cls, parts: list["Candidates"], offsets: np.ndarray) -> "Candidates":
+        """The candidates of one collection from those of its shards (shard i's rows shifted by
+        offsets[i]): a row stays if a signal that proposed it ranks it within that signal's
+        `limits` best units over every shard, as a search of one index would have proposed it."""
+        rows = np.concatenate([part.rows + offset for part, offset in zip(parts, offsets)])
+        scores = {signal: np.concatenate([part.scores[signal] for part in parts]) for signal in parts[0].scores}
+        keep = np.zeros(len(rows), dtype=bool)
+        for signal, limit in parts[0].limits.items():
+            tops = np.concatenate([part.tops[signal] for part in parts])
+            threshold = np.partition(tops, len(tops) - limit)[len(tops) - limit] if len(tops) > limit else -np.inf
+            proposed = np.concatenate([part.proposed_by[signal] for part in parts])
+            with np.errstate(invalid="ignore"):
+                keep |= proposed & (scores[signal] >= threshold - SCORE_TOLERANCE)
+        return cls(rows[keep], {s: v[keep] for s, v in scores.items()}, {}, {}, {})
 
 
 class Clock:
@@ -61,7 +101,7 @@ class Clock:
 class Shard:
     """The candidates side of one generation. Thread-safe after construction."""
 
-    def __init__(self, generation: Path, manifest: Manifest) -> None:
+    def __init__(self, generation: Path) -> None:
         files = Segment.open(generation)
         self.store = files.store
         self.bm25_question, self.bm25_reply = files.bm25_question, files.bm25_reply
@@ -69,39 +109,38 @@ class Shard:
         self.reply_offsets = files.reply_offsets
         self.question_index, self.reply_index = files.question_index, files.reply_index
         self.departments = np.array([d.lower() for d in self.store.departments])
-        # Fusions choose their weights by this (Fusion.for_index).
-        self.has_replies = bool(manifest.counts.get("reply_passages", 0))
         # One query searches with one thread: 3.5 ms instead of 5.4 ms for exact search at 47k
         # (two threads cost more to start than they save); concurrency comes from requests.
         faiss.omp_set_num_threads(1)
 
     def stored_query(self, row: int, consultation: Consultation | None = None) -> Query:
         """A query made of a stored consultation: its tokens, question vector, mean reply vector;
-        the consultation itself is left out of its candidates. Pass the consultation if it was
-        read already (batches read the store once)."""
+        the consultation itself and its duplicates are left out of its candidates. Pass the
+        consultation if it was read already (batches read the store once)."""
         consultation = consultation or self.store.get([row])[0]
         question_vector = np.asarray(self.question_vectors[row])
         start, end = self.reply_offsets[row], self.reply_offsets[row + 1]
         reply_vector = _unit(np.asarray(self.reply_vectors[start:end]).mean(axis=0)) if end > start else question_vector
-        return Query(tokenize(consultation.question_text()), question_vector, reply_vector, exclude=row)
+        return Query(tokenize(consultation.question_text()), question_vector, reply_vector, exclude=consultation.id,
+                     exclude_hash=int(self.store.question_hashes[row]))
 
-    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, np.ndarray]]:
-        """Each query's rows from the vector signals, in one FAISS call per signal searching the
-        queries on every core: `candidates(..., proposed=)` then skips FAISS."""
-        proposed: list[dict[str, np.ndarray]] = [{} for _ in queries]
+    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, Proposal]]:
+        """Each query's proposals from the vector signals, in one FAISS call per signal searching
+        the queries on every core: `candidates(..., proposed=)` then skips FAISS."""
+        proposed: list[dict[str, Proposal]] = [{} for _ in queries]
         if not queries:
             return proposed
         depth += 1 if queries[0].exclude is not None else 0  # as candidates()
         faiss.omp_set_num_threads(threads())
         try:
             if "dense_question" in signals:
-                _, found = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
-                for p, f in zip(proposed, found):
-                    p["dense_question"] = f[f >= 0]
+                scores, found = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
+                for p, s, f in zip(proposed, scores, found):
+                    p["dense_question"] = (f[f >= 0], s[f >= 0])
             if "dense_reply" in signals:
-                _, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * PASSAGE_DEPTH)
-                for p, f in zip(proposed, found):
-                    p["dense_reply"] = self.reply_rows(f[f >= 0])
+                scores, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * PASSAGE_DEPTH)
+                for p, s, f in zip(proposed, scores, found):
+                    p["dense_reply"] = (self.reply_rows(f[f >= 0]), s[f >= 0])
         finally:
             faiss.omp_set_num_threads(1)
         return proposed
@@ -113,18 +152,18 @@ class Shard:
         depth: int,
         department: str | None,
         clock: Clock | None = None,
-        proposed: dict[str, np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        proposed: dict[str, Proposal] | None = None,
+    ) -> Candidates:
         """Rows proposed by each signal's top `depth`, and every signal's exact score for each.
 
         A signal with nothing to say about a row (no query term, no reply) scores NaN.
-        `proposed` holds rows a vector signal already found (batched searches skip FAISS here).
+        `proposed` holds what a vector signal found already (batched searches skip FAISS here).
         """
-        proposed = proposed or {}
+        proposed = dict(proposed or {})
         clock = clock or Clock(None)
         allowed = None if department is None else self.departments == department.strip().lower()
         depth += 1 if query.exclude is not None else 0
-        found: list[np.ndarray] = []
+        limits = {signal: depth * PASSAGE_DEPTH if signal == "dense_reply" else depth for signal in signals}
         full: dict[str, np.ndarray] = {}
         if "bm25" in signals or "bm25_question" in signals:
             question = self.bm25_question.scores(query.tokens)
@@ -135,21 +174,19 @@ class Shard:
             if allowed is not None:
                 scores[~allowed] = 0.0
             top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
-            found.append(top[scores[top] > 0])
+            top = top[scores[top] > 0]
+            proposed[signal] = (top, scores[top])
         clock.lap("bm25")
-        for signal in ("dense_question", "dense_reply"):
-            if signal in proposed:
-                found.append(proposed[signal])
-            elif signal in signals:
-                found.append(self.vector_rows(signal, query, depth, allowed))
+        for signal in DENSE & set(signals) - set(proposed):
+            proposed[signal] = self.vector_proposal(signal, query, depth, allowed)
+        found = [rows for rows, _ in proposed.values()]
         rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
         clock.lap("vectors")
 
         if query.exclude is not None:
-            row = query.exclude
-            close = np.asarray(self.question_vectors[rows]) @ self.question_vectors[row] >= DUPLICATE_COSINE
-            same = self.store.question_hashes[rows] == self.store.question_hashes[row]
-            rows = rows[(rows != row) & ~close & ~same]
+            close = np.asarray(self.question_vectors[rows]) @ query.question_vector >= DUPLICATE_COSINE
+            same = self.store.question_hashes[rows] == query.exclude_hash
+            rows = rows[(rows != self.store.rows.get(query.exclude, -1)) & ~close & ~same]
 
         scores: dict[str, np.ndarray] = {}
         for signal in SIGNALS:
@@ -162,15 +199,19 @@ class Shard:
             else:
                 scores[signal] = self.reply_scores(rows, query.reply_vector)
         clock.lap("rescore")
-        return rows, scores
+        return Candidates(rows, scores, {s: np.isin(rows, r) for s, (r, _) in proposed.items()},
+                          {s: np.asarray(t, dtype=np.float64) for s, (_, t) in proposed.items()}, limits)
 
-    def vector_rows(self, signal: str, query: Query, depth: int, allowed: np.ndarray | None) -> np.ndarray:
-        """Rows of the top `depth` of a vector signal (replies by their best passages)."""
+    def vector_proposal(self, signal: str, query: Query, depth: int, allowed: np.ndarray | None) -> Proposal:
+        """Rows of the top `depth` of a vector signal (replies by their top passages), and the
+        scores of those units."""
         if signal == "dense_question":
-            return vectors.search(self.question_index, self.question_vectors, query.question_vector, depth, allowed)[1]
+            scores, rows = vectors.search(self.question_index, self.question_vectors, query.question_vector, depth, allowed)
+            return rows, scores
         passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
-        passages = vectors.search(self.reply_index, self.reply_vectors, query.reply_vector, depth * PASSAGE_DEPTH, passage_allowed)[1]
-        return self.reply_rows(passages)
+        scores, passages = vectors.search(self.reply_index, self.reply_vectors, query.reply_vector, depth * PASSAGE_DEPTH,
+                                          passage_allowed)
+        return self.reply_rows(passages), scores
 
     def reply_rows(self, passages: np.ndarray) -> np.ndarray:
         """The row of each reply passage."""

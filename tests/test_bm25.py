@@ -67,7 +67,7 @@ def test_a_shard_built_with_collection_stats_scores_as_the_whole_collection(tmp_
     corpus = sample_corpus()
     whole = FieldBM25.build(corpus)
     parts = [corpus[0::3], corpus[1::3], corpus[2::3]]
-    stats = CollectionStats.of(parts)
+    stats = CollectionStats.sum(CollectionStats.of(part) for part in parts)
     assert stats.documents == len(corpus)
     shards = [FieldBM25.build(part, stats=stats) for part in parts]
     shards[2].save(tmp_path / "shard")

@@ -51,7 +51,7 @@ def rankings(directory) -> list:
         for mode in ("hybrid", "bm25", "dense"):
             out.append([(h.id, round(h.score, 5)) for h in searcher.search(text, k=6, mode=mode)])
     for consultation_id in (SEED_000, "knee"):
-        if consultation_id in searcher.store.rows:
+        if consultation_id in searcher:
             out.append([(h.id, round(h.score, 5)) for h in searcher.similar(consultation_id, k=4)])
     return out
 
@@ -104,7 +104,7 @@ def test_one_writer_at_a_time_and_readers_never_wait(tmp_path, encoder):
         done = subprocess.run([sys.executable, "-m", "search.cli", "delete", SEED_003, "--index", str(tmp_path / "idx")],
                               check=False, cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 1 and "being written by another simqa process" in done.stderr
-        assert len(Searcher.open(tmp_path / "idx").store) == 9  # a reader opens while the lock is held
+        assert len(Searcher.open(tmp_path / "idx")) == 9  # a reader opens while the lock is held
 
 
 def workspaces(index) -> set[str]:
@@ -129,10 +129,10 @@ def run_killed(args: list[str], index, delay: float) -> bool:
 
 def check_after_kill(directory, counts: set[int]) -> int:
     searcher = Searcher.open(directory)
-    assert len(searcher.store) in counts
+    assert len(searcher) in counts
     assert searcher.search("knee pain after running", k=3, mode="bm25") is not None
     assert len(searcher.similar(SEED_000, k=3)) == 3
-    return len(searcher.store)
+    return len(searcher)
 
 
 def timed_run(args: list[str]) -> None:

@@ -1,0 +1,82 @@
+"""Sharded builds on Ray: texts embedded on Ray Data by a pool of actors, shards written as Ray tasks.
+
+It mirrors index/sharded.py's InProcess runner, so the same code builds the same shards with or
+without Ray. The driver keeps the embedding cache: only texts it has no vector for go to Ray, and
+their vectors are cached as batches come back, so an interrupted build resumes. Each actor loads
+the model once and embeds with as many threads as it has CPUs. On a cluster, every node needs
+simqa installed (and the model, when it is not the bundled one, at the same path), and the
+index directory must be on a filesystem all nodes share: shard writers run where Ray puts them.
+Ray is an optional extra: `pip install 'simqa[ray]'`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from index.embed import Encoder
+from index.errors import SimqaError
+
+BATCH = 1024  # texts per Ray Data batch; an actor sorts each by length, as the in-process build sorts its chunks
+
+
+def ray_module():
+    """Ray, or a SimqaError that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the extra installs it; a bare `ray` lacks it)
+    except ImportError:
+        raise SimqaError("--ray needs Ray, which is not installed: pip install 'simqa[ray]' "
+                         "(in a checkout: pip install -e '.[ray]')") from None
+    return ray
+
+
+class EmbedActor:
+    """A Ray Data actor: the model loaded once, then batches of texts embedded."""
+
+    def __init__(self, model: str, batch_size: int, precision: str, threads: int) -> None:
+        os.environ["SIMQA_THREADS"] = str(threads)
+        self.encoder = Encoder(model, batch_size, precision=precision)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"position": batch["position"], "vector": self.encoder.embed([str(t) for t in batch["text"]])}
+
+
+class RayRunner:
+    """Joins a Ray cluster (`address`, or "local" to start Ray on this machine) for one build."""
+
+    def __init__(self, address: str, actors: int = 1, cpus_per_actor: float = 1.0, progress: bool = False) -> None:
+        if actors < 1 or cpus_per_actor <= 0:
+            raise SimqaError(f"Ray needs at least one actor and some CPU per actor (got {actors} actors, {cpus_per_actor} CPUs each)")
+        ray = ray_module()
+        if not ray.is_initialized():
+            ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR")
+        ray.data.DataContext.get_current().enable_progress_bars = progress
+        self.actors, self.cpus = actors, cpus_per_actor
+
+    def embed(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
+        """encoder.embed, with the texts it must encode embedded on Ray Data."""
+        return encoder.embed(texts, encode=lambda missing, bar: self._stream(encoder, missing, bar))
+
+    def _stream(self, encoder: Encoder, texts: list[str], bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        ray = ray_module()
+        import pyarrow as pa
+
+        dataset = ray.data.from_arrow(pa.table({"position": np.arange(len(texts)), "text": texts}))
+        embedded = dataset.map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={"model": encoder.name, "batch_size": encoder.batch_size, "precision": encoder.precision,
+                                   "threads": max(1, int(self.cpus))},
+            batch_size=BATCH, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=self.cpus)
+        for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+            bar.update(len(batch["position"]))
+            yield batch["position"], np.asarray(batch["vector"], dtype=np.float32)
+
+    def map(self, function: Callable, items: Iterable) -> list:
+        """function over the items as Ray tasks (one CPU each), results in order."""
+        ray = ray_module()
+        remote = ray.remote(num_cpus=1, runtime_env={"env_vars": {"SIMQA_THREADS": "1"}})(function)
+        return ray.get([remote.remote(item) for item in items])
