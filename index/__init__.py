@@ -1,6 +1,6 @@
 """simqa's indexer: read consultations, build an index directory (see build.build_index)."""
 
-from index import generations
+from index import generations, sharded
 from index.build import BuildConfig, build_index
 from index.consultation import Consultation, FaqTopic, PanelLink
 from index.errors import IndexFormatError, ParseError, SimqaError
@@ -19,5 +19,6 @@ __all__ = [
     "build_index",
     "generations",
     "read_sources",
+    "sharded",
     "update_index",
 ]

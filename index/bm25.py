@@ -79,11 +79,12 @@ class _CollectionBM25(bm25s.BM25):
 
     def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False) -> dict:
         self.nonoccurrence_array = None  # robertson has none (BM25L and BM25+ do)
+        # (an average length of 0: a field empty everywhere, indexed as placeholder "" documents of length 1)
         local_frequency = _calculate_doc_freqs(corpus_token_ids, unique_token_ids, show_progress=False)
         frequency = {i: self._stats.document_frequency.get(token, 0) for token, i in self._vocabulary.items()}
         idf = _build_idf_array(frequency, self._stats.documents, _select_idf_scorer(self.idf_method), self.dtype)
         scores, rows, columns = _build_scores_and_indices_for_matrix(
-            corpus_token_ids, idf, self._stats.average_length, local_frequency, self.k1, self.b, self.delta,
+            corpus_token_ids, idf, self._stats.average_length or 1.0, local_frequency, self.k1, self.b, self.delta,
             None, method=self.method, dtype=self.dtype, int_dtype=self.int_dtype, show_progress=False)
         matrix = sp.csc_matrix((scores, (rows, columns)), shape=(len(corpus_token_ids), len(unique_token_ids)), dtype=self.dtype)
         return {"data": matrix.data, "indices": matrix.indices, "indptr": matrix.indptr, "num_docs": len(corpus_token_ids)}
@@ -98,16 +99,16 @@ class FieldBM25:
 
     @classmethod
     def build(cls, token_lists: list[list[str]], progress: bool = False, stats: CollectionStats | None = None) -> "FieldBM25":
-        """Index one token list per document; with `stats`, as a shard of that collection."""
+        """Index one token list per document; with `stats`, as a shard of that collection.
+
+        Without, the documents are their own collection, through the same arithmetic: an index
+        and the shards of the same documents give bit-identical scores (and ties)."""
+        stats = stats or CollectionStats.of(token_lists)
         # bm25s needs one token somewhere to build a vocabulary; "" never matches a query token.
         documents = token_lists if any(token_lists) else [[""]] * len(token_lists)
-        if stats is None:
-            model = bm25s.BM25(k1=K1, b=B, method=METHOD)
-            model.index(documents, show_progress=progress)
-        else:
-            vocabulary = {token: i for i, token in enumerate(dict.fromkeys(t for tokens in documents for t in tokens))}
-            model = _CollectionBM25(stats, vocabulary, k1=K1, b=B, method=METHOD)
-            model.index(([[vocabulary[t] for t in tokens] for tokens in documents], vocabulary), show_progress=progress)
+        vocabulary = {token: i for i, token in enumerate(dict.fromkeys(t for tokens in documents for t in tokens))}
+        model = _CollectionBM25(stats, vocabulary, k1=K1, b=B, method=METHOD)
+        model.index(([[vocabulary[t] for t in tokens] for tokens in documents], vocabulary), show_progress=progress)
         return cls(model, len(token_lists))
 
     def save(self, directory: Path) -> None:

@@ -193,7 +193,7 @@ class Encoder:
             found.update(cache.get([k for k in keys if k not in found]))
         missing = list({k: t for k, t in zip(keys, texts) if k not in found}.items())
         with tqdm(total=len(missing), unit="text", desc="embedding", disable=not self.progress or not missing) as bar:
-            for positions, vectors in (encode or self._chunks)([t for _, t in missing], bar):
+            for positions, vectors in (encode or self._chunks)([t for _, t in missing], bar) if missing else ():
                 chunk = [missing[i][0] for i in positions]
                 if cache is not None:
                     cache.put(chunk, vectors)

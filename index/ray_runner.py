@@ -11,6 +11,7 @@ Ray is an optional extra: `pip install 'simqa[ray]'`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 
@@ -55,6 +56,7 @@ class RayRunner:
             ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
                      logging_level="ERROR")
         ray.data.DataContext.get_current().enable_progress_bars = progress
+        logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
         self.actors, self.cpus = actors, cpus_per_actor
 
     def embed(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
@@ -65,12 +67,15 @@ class RayRunner:
         ray = ray_module()
         import pyarrow as pa
 
-        dataset = ray.data.from_arrow(pa.table({"position": np.arange(len(texts)), "text": texts}))
+        # One block per batch, and batches small enough that every actor of the pool gets work.
+        size = max(1, min(BATCH, -(-len(texts) // self.actors)))
+        dataset = ray.data.from_arrow([pa.table({"position": np.arange(start, min(start + size, len(texts))),
+                                                 "text": texts[start:start + size]}) for start in range(0, len(texts), size)])
         embedded = dataset.map_batches(
             EmbedActor,
             fn_constructor_kwargs={"model": encoder.name, "batch_size": encoder.batch_size, "precision": encoder.precision,
                                    "threads": max(1, int(self.cpus))},
-            batch_size=BATCH, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=self.cpus)
+            batch_size=size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=self.cpus)
         for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
             bar.update(len(batch["position"]))
             yield batch["position"], np.asarray(batch["vector"], dtype=np.float32)

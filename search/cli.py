@@ -1,4 +1,4 @@
-"""The `simqa` command: index, add, delete, verify, search, similar, serve, panels, bench, list.
+"""The `simqa` command: index, add, delete, refresh-stats, verify, search, similar, serve, panels, bench, list.
 
 argparse (standard library) rather than click or typer: subcommands, typed options and help are
 all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
@@ -23,6 +23,7 @@ from index import (
     build_index,
     generations,
     read_sources,
+    sharded,
     update_index,
 )
 from index.consultation import valid_unicode
@@ -71,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--vector-index", choices=("auto", "flat", "hnsw"), default="auto",
                        help="FAISS index kind (auto: exact below 20,000 vectors, HNSW from there on)")
     index.add_argument("--no-cache", action="store_true", help="embed everything, use no cache")
+    index.add_argument("--shards", type=_positive, metavar="N",
+                       help="split the index into N shards by id hash (default: as the index is, 1 for a new one)")
+    index.add_argument("--ray", metavar="ADDRESS",
+                       help="embed on Ray Data and write shards as Ray tasks: a cluster address, or 'local' to start Ray here")
+    index.add_argument("--ray-actors", type=_positive, default=1, metavar="N", help="embedding actors on Ray (each loads the model once)")
+    index.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="CPUS", help="CPUs (and model threads) per actor")
     index.set_defaults(run=_index)
 
     add = commands.add_parser("add", help="add or replace consultations (by id) in an index")
@@ -82,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(delete)
     delete.add_argument("--quiet", action="store_true", help="no progress output")
     delete.set_defaults(run=_delete)
+
+    refresh = commands.add_parser("refresh-stats", help="recompute a sharded index's BM25 statistics and rewrite its shards")
+    _index_option(refresh)
+    refresh.add_argument("--quiet", action="store_true", help="no progress output")
+    refresh.set_defaults(run=_refresh_stats)
 
     verify = commands.add_parser("verify", help="check every file of an index against its manifest")
     _index_option(verify)
@@ -185,6 +197,16 @@ def _index_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, metavar="DIR", help="index directory")
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {value!r}")
+    return number
+
+
 def _k_option(parser: argparse.ArgumentParser, default: int) -> None:
     def positive(value: str) -> int:
         k = int(value)
@@ -221,11 +243,22 @@ def _index(args: argparse.Namespace) -> int:
     progress = not args.quiet
     consultations = _read(args)
     cache = None if args.no_cache else Path(args.cache)
-    config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache, precision=args.precision)
+    config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache, precision=args.precision,
+                         shards=args.shards, ray=args.ray, ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor)
     manifest = build_index(consultations, args.index, config)
     counts = manifest.counts
+    shards = f" ({sharded.count(manifest)} shards)" if sharded.is_sharded(manifest) else ""
     print(f"indexed {counts['consultations']} consultations ({counts['excerpts']} panel excerpts, "
-          f"{counts['reply_passages']} reply passages) into {args.index}")
+          f"{counts['reply_passages']} reply passages) into {args.index}{shards}")
+    return 0
+
+
+def _refresh_stats(args: argparse.Namespace) -> int:
+    directory = Path(args.index)
+    if not sharded.is_sharded(Manifest.read(generations.current(directory))):
+        raise SimqaError(f"{directory} is not sharded: its BM25 statistics are always exact")
+    manifest = sharded.refresh(directory, BuildConfig(progress=not args.quiet))
+    print(f"recomputed the BM25 statistics of {manifest.counts['consultations']} consultations over {sharded.count(manifest)} shards")
     return 0
 
 
@@ -261,6 +294,13 @@ def _verify(args: argparse.Namespace) -> int:
     manifest = Manifest.read(generation)
     manifest.verify(generation)
     print(f"{generation}: {len(manifest.files)} files match the manifest (sizes and SHA-256)")
+    if sharded.is_sharded(manifest):
+        for shard, shard_manifest in sharded.shard_generations(directory, manifest):
+            print(f"{shard}: {len(shard_manifest.files)} files match the manifest (sizes and SHA-256)")
+        drift = manifest.parameters["stats_changed"] / max(1, manifest.counts["consultations"])
+        print(f"{sharded.count(manifest)} shards; BM25 statistics computed before {manifest.parameters['stats_changed']} "
+              f"consultation changes ({drift:.1%} of the collection; refreshed above {sharded.REFRESH_AT:.0%}, "
+              f"or by 'simqa refresh-stats')")
     return 0
 
 

@@ -230,7 +230,7 @@ class Searcher:
     ) -> list[Hit]:
         """Candidates, fusion, top k, hits: the path every query takes after its vectors."""
         found = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock, proposed)
-        top = _top(found.rows, found.scores, fusion, k, explain)
+        top = _top(found.rows, found.scores, fusion, k, explain, self._id_array)
         clock.lap("fusion")
         hits = self._hits(*top, query=text)
         clock.lap("hits")
@@ -272,6 +272,11 @@ class Searcher:
             for at, row, consultation in zip(mine, rows, shard.store.get(rows) if rows else []):
                 queries[at] = shard.stored_query(row, consultation)
         return queries
+
+    def _id_array(self, rows: np.ndarray) -> np.ndarray:
+        """The ids of global rows, as an array."""
+        owners = np.searchsorted(self._offsets, rows, side="right") - 1
+        return np.array([self.shards[s].store.ids[r] for s, r in zip(owners, rows - self._offsets[owners])])
 
     def _consultations(self, rows: np.ndarray) -> list[Consultation]:
         """The consultations of global rows, in their order (one store read per shard)."""
@@ -317,13 +322,17 @@ class Searcher:
             for at, (c, (question_excerpt, reply_excerpt), terms) in enumerate(zip(consultations, excerpts, matched))
         ]
 
-def _top(rows: np.ndarray, scores: dict[str, np.ndarray], fusion: Fusion, k: int, explained: bool):
+def _top(rows: np.ndarray, scores: dict[str, np.ndarray], fusion: Fusion, k: int, explained: bool, ids):
     """The k best rows by fused score, with their fused and per-signal scores (and, if
-    `explained`, each one's explanation)."""
+    `explained`, each one's explanation). Equal scores are ordered by id (`ids(rows)`), not by
+    row, so the order does not depend on how the collection is laid out in shards."""
     if not len(rows):
         return rows, np.zeros(0), scores, None
     fused = fuse(scores, fusion)
-    order = np.argsort(-fused, kind="stable")[:k]
+    order = np.argsort(-fused, kind="stable")
+    if np.any(np.diff(fused[order[:k + 1]]) == 0):
+        order = np.lexsort((ids(rows), -fused))
+    order = order[:k]
     parts = contributions(scores, fusion) if explained else {}
     explanations = [explain(scores, fusion, parts, at) for at in order] if explained else None
     return rows[order], fused[order], {s: v[order] for s, v in scores.items()}, explanations

@@ -175,6 +175,8 @@ class Shard:
                 scores[~allowed] = 0.0
             top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
             top = top[scores[top] > 0]
+            if len(top) == depth:  # and every row tied with the last: which of them one index keeps must not be chance
+                top = np.flatnonzero(scores >= scores[top].min())
             proposed[signal] = (top, scores[top])
         clock.lap("bm25")
         for signal in DENSE & set(signals) - set(proposed):
@@ -195,7 +197,7 @@ class Shard:
             if signal in full:
                 scores[signal] = np.where(full[signal][rows] > 0, full[signal][rows], np.nan)
             elif signal == "dense_question":
-                scores[signal] = np.asarray(self.question_vectors[rows]) @ query.question_vector
+                scores[signal] = dots(self.question_vectors[rows], query.question_vector)
             else:
                 scores[signal] = self.reply_scores(rows, query.reply_vector)
         clock.lap("rescore")
@@ -226,7 +228,7 @@ class Shard:
             return out
         group_starts = np.cumsum(lengths) - lengths
         index = np.arange(lengths.sum()) - np.repeat(group_starts, lengths) + np.repeat(starts, lengths)
-        cosines = np.asarray(self.reply_vectors[index]) @ vector
+        cosines = dots(self.reply_vectors[index], vector)
         filled = lengths > 0
         out[filled] = np.maximum.reduceat(cosines, group_starts[filled])
         return out
@@ -237,6 +239,14 @@ class Shard:
             return self.store.rows[consultation_id]
         except KeyError:
             raise SimqaError(f"unknown consultation id {consultation_id!r}") from None
+
+
+def dots(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Each row's dot product with the vector, the same bits whatever rows come with it: BLAS's
+    matrix-vector product rounds a row by where it falls in its blocks, so a row would score
+    differently in a shard than in one index (and an exact tie would come out in either order).
+    einsum sums each row in order: 22 µs for 300 rows against 6 µs."""
+    return np.einsum("ij,j->i", matrix, vector)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
