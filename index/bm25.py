@@ -117,15 +117,27 @@ class FieldBM25:
     @classmethod
     def load(cls, directory: Path, n_docs: int) -> "FieldBM25":
         """Load with memory-mapped arrays (no pickle: bm25s stores .npy and JSON)."""
-        return cls(bm25s.BM25.load(str(directory), mmap=True), n_docs)
+        model = bm25s.BM25.load(str(directory), mmap=True)
+        # Plain arrays over the same maps: np.memmap's slicing costs ~4 µs a call, a few per query term.
+        model.scores = {k: np.asarray(v) if isinstance(v, np.memmap) else v for k, v in model.scores.items()}
+        return cls(model, n_docs)
 
     @property
     def vocabulary_size(self) -> int:
         return len(self.model.vocab_dict)
 
     def scores(self, tokens: list[str]) -> np.ndarray:
-        """BM25 score of every document for the query tokens (repeated tokens count again)."""
+        """BM25 score of every document for the query tokens (repeated tokens count again).
+
+        One bincount over the query terms' columns of bm25s's matrix, where bm25s itself makes
+        one np.add.at call per term: 4x less fixed cost a query, which a sharded index pays per
+        shard. Each document's terms are summed in query order, the same in any shard."""
         ids = self.model.get_tokens_ids([t for t in tokens if t])
         if not ids:
             return np.zeros(self.n_docs, dtype=np.float32)
-        return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32) * np.float32(K1 + 1)
+        matrix = self.model.scores
+        indptr = matrix["indptr"]
+        spans = [(indptr[i], indptr[i + 1]) for i in ids]
+        rows = np.concatenate([matrix["indices"][a:b] for a, b in spans])
+        weights = np.concatenate([matrix["data"][a:b] for a, b in spans])
+        return (np.bincount(rows, weights=weights, minlength=self.n_docs) * (K1 + 1)).astype(np.float32)

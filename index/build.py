@@ -54,6 +54,7 @@ class ShardOf:
     shards: int
     stats: dict[str, CollectionStats]
     stats_sha256: str
+    vectors: dict[str, int]  # the collection's question and reply vectors ("auto" chooses the vector index kind by them)
 
 
 def build_index(
@@ -135,7 +136,7 @@ def _content_digest(consultations: list[Consultation], config: BuildConfig, mode
     """SHA-256 of everything a generation is made from: the consultations in order, the model and
     the parameters. Equal digests mean an identical index, so a rebuild can be skipped."""
     digest = hashlib.sha256()
-    shard = None if config.shard is None else [config.shard.number, config.shard.shards, config.shard.stats_sha256]
+    shard = None if config.shard is None else [config.shard.number, config.shard.shards, config.shard.stats_sha256, config.shard.vectors]
     settings = [FORMAT_VERSION, TOKENIZER, model_fingerprint_, config.passage_words, config.max_passages, config.vector_index,
                 config.precision, shard]
     digest.update(json.dumps(settings).encode())
@@ -153,7 +154,8 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
     reply_vectors = encoder.embed(texts.flat_passages)
     shard = config.shard
     written = segment.write(work, consultations, texts, question_vectors, reply_vectors, config.vector_index, threads(),
-                            config.progress, stages.start, None if shard is None else shard.stats)
+                            config.progress, stages.start, None if shard is None else shard.stats,
+                            None if shard is None else shard.vectors)
     manifest = Manifest(
         model=encoder.name,
         model_fingerprint=encoder.fingerprint,

@@ -91,11 +91,15 @@ def write(
     progress: bool = False,
     stage: Callable[[str, str], None] = lambda name, message: None,
     stats: dict[str, CollectionStats] | None = None,
+    collection_vectors: dict[str, int] | None = None,
 ) -> dict:
     """Write every file of a generation but the manifest into `directory`; returns what the
     manifest records of it (BM25 vocabulary sizes, the vector indexes' kinds and parameters).
     `stage(name, message)` is told as each part starts (the build times its stages). `stats`:
-    the collection's BM25 statistics per field, for a shard of a sharded index."""
+    the collection's BM25 statistics per field, and `collection_vectors` its number of question and
+    reply vectors, for a shard of a sharded index: "auto" picks the kind the whole collection
+    would get, so a sharded index searches as the single one (flat per shard costs as much as
+    flat over all, in total)."""
     stage("store", f"storing {len(consultations)} consultations")
     write_store(directory / STORE, consultations)
     stage("bm25", "indexing BM25 (title + question, reply + more info)")
@@ -111,7 +115,7 @@ def write(
         ("question", question_vectors, QUESTION_VECTORS, QUESTION_FAISS),
         ("reply", reply_vectors, REPLY_VECTORS, REPLY_FAISS),
     ):
-        kind = vectors.choose_kind(len(vecs), vector_index)
+        kind = vectors.choose_kind((collection_vectors or {}).get(name, len(vecs)), vector_index)
         np.save(directory / npy, vecs, allow_pickle=False)
         vectors.save(vectors.build(vecs, kind, threads), directory / faiss_file)
         kinds[name] = vectors.parameters(kind, len(vecs))

@@ -158,8 +158,9 @@ def build(consultations: list[Consultation], target: Path, shards: int, config: 
     config = replace(config, model=encoder.name)
     stats = _sum_stats(runner.map(segment.field_stats, groups))
     sha = _stats_sha256(stats)
-    jobs = [_job(target / _name(number), group, replace(config, shard=ShardOf(number, shards, stats, sha)), encoder.dimension, known)
-            for number, group in enumerate(groups)]
+    counts = {"question": len(texts.questions), "reply": len(texts.flat_passages)}
+    jobs = [_job(target / _name(number), group, replace(config, shard=ShardOf(number, shards, stats, sha, counts)), encoder.dimension,
+                 known) for number, group in enumerate(groups)]
     entries = runner.map(write_shard, jobs)
     model = (encoder.name, encoder.fingerprint, encoder.dimension, encoder.precision)
     return _publish(target, current, entries, stats, model, config, changed=0)
@@ -192,9 +193,10 @@ def update(directory: Path, upserts: list[Consultation], deletes: list[str], con
             stats = _sum_stats(segment.field_stats(change.after) for change in read.values())
             changed = 0
         sha = _stats_sha256(stats)
+        counts = {"question": current.counts["consultations"], "reply": current.counts["reply_passages"]}
         entries = {e["number"]: e for e in current.parameters["shards"]}
         for number, change in read.items():
-            manifest = change.write(replace(config, shard=ShardOf(number, shards, stats, sha)))
+            manifest = change.write(replace(config, shard=ShardOf(number, shards, stats, sha, counts)))
             entries[number] = _entry(change.directory, generations.current(change.directory), manifest)
         params = current.parameters
         config = replace(config, passage_words=params["passage_words"], max_passages=params["max_passages"],

@@ -25,7 +25,7 @@ from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.text import tokenize
 from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
-from search.shard import Candidates, Clock, Proposal, Query, Shard
+from search.shard import Candidates, Clock, Proposals, Query, Shard
 from search.snippets import excerpt, matched_terms
 
 # The model runs on ONNX Runtime for queries (index/onnx_runner.py); SIMQA_QUERY_BACKEND=torch
@@ -175,9 +175,8 @@ class Searcher:
         return self._candidate_ids(self._stored_queries([consultation_id])[0], signals, depth)
 
     def _candidate_ids(self, query: Query, signals: tuple[str, ...], depth: int) -> tuple[list[str], dict[str, np.ndarray]]:
-        found = self._candidates(query, set(signals), depth, None, Clock(None))
-        ids = self.ids()
-        return [ids[r] for r in found.rows], found.scores
+        candidates = self._candidates(query, set(signals), depth, None, Clock(None))
+        return list(self._id_array(candidates.rows)), candidates.scores
 
     def get(self, consultation_id: str) -> Consultation:
         """The stored consultation with this id."""
@@ -225,12 +224,12 @@ class Searcher:
         fusion: Fusion,
         department: str | None,
         clock: Clock,
-        proposed: list[dict[str, Proposal]] | None = None,
+        found: tuple | None = None,
         explain: bool = False,
     ) -> list[Hit]:
         """Candidates, fusion, top k, hits: the path every query takes after its vectors."""
-        found = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock, proposed)
-        top = _top(found.rows, found.scores, fusion, k, explain, self._id_array)
+        candidates = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock, found)
+        top = _top(candidates.rows, candidates.scores, fusion, k, explain, self._id_array)
         clock.lap("fusion")
         hits = self._hits(*top, query=text)
         clock.lap("hits")
@@ -242,21 +241,25 @@ class Searcher:
         """_answer for a batch: one FAISS call per vector signal, searching queries on every
         core, then the per-query work on a thread pool (numpy, FAISS and SQLite release the GIL)."""
         depth = max(fusion.depth, k)
-        if department is None:  # per query: each shard's proposals
-            proposed = list(zip(*(shard.propose_many(queries, fusion.active, depth) for shard in self.shards)))
+        if department is None:  # per query, each shard's vector units
+            found = list(zip(*(shard.propose_many(queries, fusion.active, depth) for shard in self.shards)))
         else:
-            proposed = [None] * len(queries)
+            found = [None] * len(queries)
         with ThreadPoolExecutor(max_workers=threads()) as pool:
-            return list(pool.map(lambda q, t, p: self._answer(q, t, k, fusion, department, Clock(None), p, explain),
-                                 queries, texts, proposed))
+            return list(pool.map(lambda q, t, f: self._answer(q, t, k, fusion, department, Clock(None), f, explain),
+                                 queries, texts, found))
 
-    def _candidates(
-        self, query: Query, signals, depth: int, department: str | None, clock: Clock, proposed: list | tuple | None = None
-    ) -> Candidates:
-        """Every shard's candidates, merged (one shard's as they are)."""
-        proposed = proposed or [None] * len(self.shards)
-        parts = [shard.candidates(query, signals, depth, department, clock, p) for shard, p in zip(self.shards, proposed)]
-        return parts[0] if len(parts) == 1 else Candidates.merge(parts, self._offsets[:-1])
+    def _candidates(self, query: Query, signals, depth: int, department: str | None, clock: Clock, found: tuple | None = None) -> Candidates:
+        """Every shard's proposals, cut to the collection's top (search/shard.py), then the
+        candidates of each, merged (one shard's as they are)."""
+        found = found or [None] * len(self.shards)
+        proposals = [shard.propose(query, signals, depth, department, clock, f) for shard, f in zip(self.shards, found)]
+        if len(self.shards) == 1:
+            return self.shards[0].candidates(query, proposals[0], clock)
+        # In turn, not on threads: at 2-12k rows a shard's numpy steps are too short to gain from
+        # threads, which doubled the 4-shard MedQuAD query (benchmarks/README.md).
+        parts = [shard.candidates(query, p, clock) for shard, p in zip(self.shards, Proposals.cut(proposals))]
+        return Candidates.merge(parts, self._offsets[:-1])
 
     def _owner(self, consultation_id: str) -> int:
         """The shard that holds (or would hold) a consultation."""

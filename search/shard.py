@@ -5,8 +5,12 @@ signal's top candidates (BM25 over both fields, dense question, dense reply pass
 filtered by department when asked) and scores every candidate on every active signal exactly.
 It fuses nothing: scores stay raw, so the caller can merge the candidates of several shards and
 fuse once (search/searcher.py), as a coordinating node merges the raw answers of its shards.
-`Candidates.merge` keeps of the shards' candidates exactly those one index would have proposed:
-each signal's top `depth` over all shards, told by the scores of each shard's own top.
+
+It answers in two steps, so that a sharded index proposes exactly what one index would: `propose`
+gives each signal's top `depth` units here (rows; reply passages for dense_reply) with their
+scores; `Proposals.cut` keeps of those the units within the signal's top `depth` over every
+shard; `candidates` scores what is left. Each shard then rescores only its part of the global
+top, not its own top `depth` of every signal.
 """
 
 from __future__ import annotations
@@ -35,9 +39,6 @@ DUPLICATE_COSINE = 0.98
 PASSAGE_DEPTH = 3
 
 
-# What a signal proposed: rows, and the scores of the units that proposed them (rows, or passages).
-Proposal = tuple[np.ndarray, np.ndarray]
-
 # Scores computed twice (by FAISS, then exactly by numpy) may differ in the last bits.
 SCORE_TOLERANCE = 1e-5
 
@@ -55,33 +56,44 @@ class Query:
 
 
 @dataclass
+class Proposals:
+    """What each signal proposes for a query in one shard: per signal the rows of its top units
+    and those units' scores (`units[signal] = (rows, scores)`, a row once per unit), at most
+    `limits[signal]` units (more for BM25 rows tied with the last); and the BM25 scores of every
+    row, computed on the way, for scoring the candidates."""
+
+    units: dict[str, tuple[np.ndarray, np.ndarray]]
+    limits: dict[str, int]
+    bm25: dict[str, np.ndarray]
+
+    @staticmethod
+    def cut(shards: list["Proposals"]) -> list["Proposals"]:
+        """Each shard's proposals within its signals' top `limits` units over every shard: the
+        units one index of all the shards' rows would have proposed."""
+        out = [Proposals({}, p.limits, p.bm25) for p in shards]
+        for signal, limit in shards[0].limits.items():
+            scores = np.concatenate([p.units[signal][1] for p in shards])
+            threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) > limit else -np.inf
+            for cut, p in zip(out, shards):
+                rows, unit_scores = p.units[signal]
+                keep = unit_scores >= threshold - SCORE_TOLERANCE
+                cut.units[signal] = (rows[keep], unit_scores[keep])
+        return out
+
+
+@dataclass
 class Candidates:
-    """A query's candidates: rows, every active signal's raw score of each (NaN: nothing to
-    say), and what merging shards needs: the rows each signal proposed (`proposed_by`, a mask
-    over rows) and the scores of the units it proposed them by (`tops`: rows, or reply
-    passages for dense_reply), `limits[signal]` units at most."""
+    """A query's candidates: rows, and every active signal's raw score of each (NaN: the signal
+    has nothing to say about the row)."""
 
     rows: np.ndarray
     scores: dict[str, np.ndarray]
-    proposed_by: dict[str, np.ndarray]
-    tops: dict[str, np.ndarray]
-    limits: dict[str, int]
 
     @classmethod
     def merge(cls, parts: list["Candidates"], offsets: np.ndarray) -> "Candidates":
-        """The candidates of one collection from those of its shards (shard i's rows shifted by
-        offsets[i]): a row stays if a signal that proposed it ranks it within that signal's
-        `limits` best units over every shard, as a search of one index would have proposed it."""
-        rows = np.concatenate([part.rows + offset for part, offset in zip(parts, offsets)])
-        scores = {signal: np.concatenate([part.scores[signal] for part in parts]) for signal in parts[0].scores}
-        keep = np.zeros(len(rows), dtype=bool)
-        for signal, limit in parts[0].limits.items():
-            tops = np.concatenate([part.tops[signal] for part in parts])
-            threshold = np.partition(tops, len(tops) - limit)[len(tops) - limit] if len(tops) > limit else -np.inf
-            proposed = np.concatenate([part.proposed_by[signal] for part in parts])
-            with np.errstate(invalid="ignore"):
-                keep |= proposed & (scores[signal] >= threshold - SCORE_TOLERANCE)
-        return cls(rows[keep], {s: v[keep] for s, v in scores.items()}, {}, {}, {})
+        """The candidates of a collection from its shards', shard i's rows shifted by offsets[i]."""
+        return cls(np.concatenate([part.rows + offset for part, offset in zip(parts, offsets)]),
+                   {signal: np.concatenate([part.scores[signal] for part in parts]) for signal in parts[0].scores})
 
 
 class Clock:
@@ -124,87 +136,88 @@ class Shard:
         return Query(tokenize(consultation.question_text()), question_vector, reply_vector, exclude=consultation.id,
                      exclude_hash=int(self.store.question_hashes[row]))
 
-    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, Proposal]]:
-        """Each query's proposals from the vector signals, in one FAISS call per signal searching
-        the queries on every core: `candidates(..., proposed=)` then skips FAISS."""
-        proposed: list[dict[str, Proposal]] = [{} for _ in queries]
+    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, tuple]]:
+        """Each query's units from the vector signals, in one FAISS call per signal searching the
+        queries on every core: `propose(..., found=)` then skips FAISS."""
+        found: list[dict[str, tuple]] = [{} for _ in queries]
         if not queries:
-            return proposed
-        depth += 1 if queries[0].exclude is not None else 0  # as candidates()
+            return found
+        depth += 1 if queries[0].exclude is not None else 0  # as propose()
         faiss.omp_set_num_threads(threads())
         try:
             if "dense_question" in signals:
-                scores, found = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
-                for p, s, f in zip(proposed, scores, found):
-                    p["dense_question"] = (f[f >= 0], s[f >= 0])
+                scores, rows = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
+                for f, s, r in zip(found, scores, rows):
+                    f["dense_question"] = (r[r >= 0], s[r >= 0])
             if "dense_reply" in signals:
-                scores, found = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * PASSAGE_DEPTH)
-                for p, s, f in zip(proposed, scores, found):
-                    p["dense_reply"] = (self.reply_rows(f[f >= 0]), s[f >= 0])
+                scores, passages = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * PASSAGE_DEPTH)
+                for f, s, p in zip(found, scores, passages):
+                    f["dense_reply"] = (self.reply_rows(p[p >= 0]), s[p >= 0])
         finally:
             faiss.omp_set_num_threads(1)
-        return proposed
+        return found
 
-    def candidates(
+    def propose(
         self,
         query: Query,
         signals: set[str] | dict,
         depth: int,
         department: str | None,
         clock: Clock | None = None,
-        proposed: dict[str, Proposal] | None = None,
-    ) -> Candidates:
-        """Rows proposed by each signal's top `depth`, and every signal's exact score for each.
-
-        A signal with nothing to say about a row (no query term, no reply) scores NaN.
-        `proposed` holds what a vector signal found already (batched searches skip FAISS here).
-        """
-        proposed = dict(proposed or {})
+        found: dict[str, tuple] | None = None,
+    ) -> Proposals:
+        """Each active signal's top `depth` units (filtered by department); `found` holds the
+        units of vector signals searched already (batches)."""
         clock = clock or Clock(None)
         allowed = None if department is None else self.departments == department.strip().lower()
-        depth += 1 if query.exclude is not None else 0
-        limits = {signal: depth * PASSAGE_DEPTH if signal == "dense_reply" else depth for signal in signals}
-        full: dict[str, np.ndarray] = {}
+        depth += 1 if query.exclude is not None else 0  # the query itself is among its own top
+        units = dict(found or {})
+        bm25: dict[str, np.ndarray] = {}
         if "bm25" in signals or "bm25_question" in signals:
             question = self.bm25_question.scores(query.tokens)
-            full["bm25_question"] = question
-            full["bm25"] = question + self.bm25_reply.scores(query.tokens) if "bm25" in signals else question
+            bm25["bm25_question"] = question
+            bm25["bm25"] = question + self.bm25_reply.scores(query.tokens) if "bm25" in signals else question
         for signal in {"bm25", "bm25_question"} & set(signals):
-            scores = full[signal]
+            scores = bm25[signal]
             if allowed is not None:
                 scores[~allowed] = 0.0
             top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
             top = top[scores[top] > 0]
             if len(top) == depth:  # and every row tied with the last: which of them one index keeps must not be chance
                 top = np.flatnonzero(scores >= scores[top].min())
-            proposed[signal] = (top, scores[top])
+            units[signal] = (top, scores[top])
         clock.lap("bm25")
-        for signal in DENSE & set(signals) - set(proposed):
-            proposed[signal] = self.vector_proposal(signal, query, depth, allowed)
-        found = [rows for rows, _ in proposed.values()]
-        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        for signal in DENSE & set(signals) - set(units):
+            units[signal] = self.vector_proposal(signal, query, depth, allowed)
         clock.lap("vectors")
+        limits = {signal: depth * PASSAGE_DEPTH if signal == "dense_reply" else depth for signal in signals}
+        return Proposals(units, limits, bm25)
 
+    def candidates(self, query: Query, proposals: Proposals, clock: Clock | None = None) -> Candidates:
+        """The proposed rows (but the query's own consultation and its duplicates) and every
+        signal's exact score of each; NaN where a signal has nothing to say (no query term, no reply)."""
+        clock = clock or Clock(None)
+        found = [rows for rows, _ in proposals.units.values()]
+        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
         if query.exclude is not None:
-            close = np.asarray(self.question_vectors[rows]) @ query.question_vector >= DUPLICATE_COSINE
+            close = dots(self.question_vectors[rows], query.question_vector) >= DUPLICATE_COSINE
             same = self.store.question_hashes[rows] == query.exclude_hash
             rows = rows[(rows != self.store.rows.get(query.exclude, -1)) & ~close & ~same]
-
         scores: dict[str, np.ndarray] = {}
         for signal in SIGNALS:
-            if signal not in signals:
+            if signal not in proposals.limits:
                 continue
-            if signal in full:
-                scores[signal] = np.where(full[signal][rows] > 0, full[signal][rows], np.nan)
+            if signal in proposals.bm25:
+                values = proposals.bm25[signal][rows]
+                scores[signal] = np.where(values > 0, values, np.nan)
             elif signal == "dense_question":
                 scores[signal] = dots(self.question_vectors[rows], query.question_vector)
             else:
                 scores[signal] = self.reply_scores(rows, query.reply_vector)
         clock.lap("rescore")
-        return Candidates(rows, scores, {s: np.isin(rows, r) for s, (r, _) in proposed.items()},
-                          {s: np.asarray(t, dtype=np.float64) for s, (_, t) in proposed.items()}, limits)
+        return Candidates(rows, scores)
 
-    def vector_proposal(self, signal: str, query: Query, depth: int, allowed: np.ndarray | None) -> Proposal:
+    def vector_proposal(self, signal: str, query: Query, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the top `depth` of a vector signal (replies by their top passages), and the
         scores of those units."""
         if signal == "dense_question":

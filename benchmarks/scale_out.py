@@ -1,0 +1,192 @@
+"""Scale-out benchmark (`make bench-scale-out`): a 4-shard MedQuAD index against the single index.
+
+    python -m benchmarks.scale_out [--out benchmarks/results/scale-out]
+
+- identity: with exact (flat) vectors, every LiveQA-Med question (original and summary) gets the
+  same top 10 from 4 shards as from one index, in every mode (ids, order, scores within 1e-5);
+  with HNSW, nDCG@10 of both;
+- the default vector index ("auto", HNSW at MedQuAD's size, for the shards too) as a third layout;
+- builds: wall time of the single and the 4-shard build from cached vectors, and each shard's;
+- latency: per-stage p50 of the same queries on both layouts; the in-process cost of sharding is
+  the difference without the query embedding, which both share;
+- embedding: texts per second through Ray Data with 1 actor of 2 CPUs and 2 actors of 1 CPU,
+  against the single-process build's encoder in the same run, and per-core efficiency.
+
+Needs the suite bench-relevance writes (build/suite) and its embedding cache; the Ray part needs
+the ray extra. Figures depend on the CPU, which the results name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.speed import BENCH_CACHE, cpu_name, ms
+from index import BuildConfig, build_index, generations, read_sources
+from index.embed import Encoder, threads
+from index.manifest import Manifest
+from index.passages import MAX_PASSAGES, PASSAGE_WORDS
+from index.segment import embedded_texts
+from search import Searcher
+from search.bench import evaluate, read_qrels, read_queries, run_method
+from search.fusion import MODES
+
+SUITE = Path("build/suite/medquad")
+WORK = Path("build/scale-out")
+SHARDS = 4
+EMBED_TEXTS = 1200  # a fixed mix of questions and reply passages, as a build embeds them
+
+
+def build(name: str, corpus: list, shards: int, vector_index: str) -> tuple[Path, dict]:
+    """One index of the corpus from cached vectors; its wall time and each shard's build time."""
+    directory = WORK / name
+    start = time.perf_counter()
+    build_index(corpus, directory, BuildConfig(progress=False, cache=BENCH_CACHE, vector_index=vector_index, shards=shards))
+    seconds = time.perf_counter() - start
+    manifest = Manifest.read(generations.current(directory))
+    shard_seconds = [Manifest.read(directory / e["directory"] / e["generation"]).parameters["build_seconds"]["total"]
+                     for e in manifest.parameters.get("shards", [])]
+    return directory, {"seconds": round(seconds, 1), "shard_seconds": shard_seconds}
+
+
+def identity(one: Searcher, many: Searcher, queries: dict[str, str]) -> dict:
+    """Per mode: queries whose top 10 differ in ids or order, and the largest score difference."""
+    out = {}
+    for mode in ("hybrid", "bm25", "dense"):
+        differ, largest = 0, 0.0
+        for text in queries.values():
+            a, b = one.search(text, mode=mode), many.search(text, mode=mode)
+            if [h.id for h in a] != [h.id for h in b]:
+                differ += 1
+            else:
+                largest = max([largest, *(abs(x.score - y.score) for x, y in zip(a, b))])
+        out[mode] = {"queries": len(queries), "top10_differ": differ, "max_score_difference": float(largest)}
+    return out
+
+
+def relevance(one: Searcher, many: Searcher, settings: dict, qrels: dict) -> dict:
+    out = {}
+    for setting, queries in settings.items():
+        rows = {name: evaluate(run_method(s, queries, MODES["hybrid"]), qrels) for name, s in (("single", one), ("sharded", many))}
+        out[setting] = {name: {"nDCG@10": round(r["nDCG@10"], 4), "MRR@10": round(r["MRR@10"], 4)} for name, r in rows.items()}
+    return out
+
+
+def latency(searcher: Searcher, queries: list[str], rounds: int = 3) -> dict:
+    """p50 per stage, and of the wall time of the whole query but its embedding, over every
+    query `rounds` times (stages of shards run side by side count as the longest shard's)."""
+    searcher.search("warm up the model and the caches")
+    stages: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for text in queries:
+            timings: dict[str, float] = {}
+            start = time.perf_counter()
+            searcher.search(text, timings=timings)
+            wall = time.perf_counter() - start
+            for stage, seconds in timings.items():
+                stages.setdefault(stage, []).append(seconds)
+            stages.setdefault("after_embed", []).append(wall - timings["embed"])
+    return {stage: ms(values)["p50"] for stage, values in stages.items()}
+
+
+def embedding(corpus: list) -> dict:
+    """Texts per second: the in-process encoder on every core, then Ray Data actor pools."""
+    from index.ray_runner import RayRunner
+
+    texts = embedded_texts(corpus, PASSAGE_WORDS, MAX_PASSAGES)
+    questions, passages = texts.questions[::40], texts.flat_passages[::150]
+    sample = (questions + passages)[:EMBED_TEXTS]
+    out: dict = {"texts": len(sample), "cores": threads()}
+    encoder = Encoder(precision="fp32")  # no cache: every text is encoded
+    encoder.embed(sample[:64])  # the model is loaded and warm, as it is in a build
+    start = time.perf_counter()
+    reference = encoder.embed(sample)
+    seconds = time.perf_counter() - start
+    out["in_process"] = {"seconds": round(seconds, 2), "texts_per_second": round(len(sample) / seconds, 1),
+                         "per_core": round(len(sample) / seconds / threads(), 1)}
+    for actors, cpus in ((1, threads()), (threads(), 1)):
+        runner = RayRunner("local", actors=actors, cpus_per_actor=cpus)
+        driver = Encoder(precision="fp32", dimension=encoder.dimension)  # loads nothing: the actors do
+        start = time.perf_counter()
+        runner.embed(driver, sample[:actors])  # the fixed cost: actors start and load the model
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        vectors = runner.embed(driver, sample)  # no cache: every text goes to the actors
+        seconds = time.perf_counter() - start
+        steady = max(seconds - startup, 1e-9)
+        out[f"ray_{actors}x{cpus}"] = {
+            "seconds": round(seconds, 2), "startup_seconds": round(startup, 2),
+            "texts_per_second": round(len(sample) / steady, 1),
+            "per_core_efficiency": round(len(sample) / steady / (actors * cpus) / out["in_process"]["per_core"], 3),
+            "per_core_efficiency_with_startup": round(len(sample) / seconds / (actors * cpus) / out["in_process"]["per_core"], 3),
+            "max_cosine_difference": float(1 - np.min(np.sum(vectors * reference, axis=1))),
+        }
+    return out
+
+
+def report(results: dict) -> str:
+    lines = [f"# Scale-out: {SHARDS} shards against one index (MedQuAD, {results['documents']:,} consultations)", "",
+             f"CPU: {results['cpu']}, {results['embedding']['cores'] if 'embedding' in results else threads()} cores.", "",
+             "## Same answers (exact vectors)", "", "| mode | queries | top 10 differ | largest score difference |", "|---|---|---|---|"]
+    for mode, row in results["identity_flat"].items():
+        lines.append(f"| {mode} | {row['queries']} | {row['top10_differ']} | {row['max_score_difference']:.2e} |")
+    lines += ["", "## Relevance with HNSW", "", "| questions | single nDCG@10 | 4 shards nDCG@10 | single MRR@10 | 4 shards MRR@10 |", "|---|---|---|---|---|"]
+    for setting, row in results["relevance_hnsw"].items():
+        lines.append(f"| {setting} | {row['single']['nDCG@10']:.4f} | {row['sharded']['nDCG@10']:.4f} | "
+                     f"{row['single']['MRR@10']:.4f} | {row['sharded']['MRR@10']:.4f} |")
+    lines += ["", "## Builds from cached vectors (seconds)", "", "| index | wall | each shard |", "|---|---|---|"]
+    for name, row in results["builds"].items():
+        lines.append(f"| {name} | {row['seconds']} | {', '.join(map(str, row['shard_seconds'])) or '-'} |")
+    lines += ["", "## Query latency, p50 ms (208 LiveQA questions x 3)", "",
+              "| index | embed | bm25 | vectors | rescore | fusion | hits | all but embed |", "|---|---|---|---|---|---|---|---|"]
+    for name, row in results["latency"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{row.get(s, 0):.3f}" for s in ("embed", "bm25", "vectors", "rescore", "fusion", "hits", "after_embed")) + " |")
+    for kind in ("flat", "hnsw", "auto"):
+        overhead = results["latency"][f"{SHARDS}-shards-{kind}"]["after_embed"] - results["latency"][f"single-{kind}"]["after_embed"]
+        lines.append(f"\nIn-process cost of {SHARDS} shards ({kind}): {overhead:+.3f} ms p50.")
+    if "embedding" in results:
+        e = results["embedding"]
+        lines += ["", f"## Embedding throughput ({e['texts']} texts, fp32)", "",
+                  "| runner | seconds | startup s | texts/s (steady) | per-core efficiency | with startup |", "|---|---|---|---|---|---|",
+                  f"| in process, {e['cores']} threads | {e['in_process']['seconds']} | - | {e['in_process']['texts_per_second']} | 1 | 1 |"]
+        for name, row in e.items():
+            if name.startswith("ray_"):
+                lines.append(f"| Ray Data, {name[4:]} | {row['seconds']} | {row['startup_seconds']} | {row['texts_per_second']} | "
+                             f"{row['per_core_efficiency']} | {row['per_core_efficiency_with_startup']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale-out"))
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray Data embedding section")
+    args = parser.parse_args()
+    corpus = read_sources([SUITE / "corpus.jsonl"]).consultations
+    settings = {s: read_queries(SUITE / f"queries-{s}.tsv") for s in ("original", "summary")}
+    qrels = read_qrels(SUITE / "qrels.txt")
+    results: dict = {"cpu": cpu_name(), "documents": len(corpus), "builds": {}, "latency": {}}
+    searchers = {}
+    for kind in ("flat", "hnsw", "auto"):
+        for name, shards in ((f"single-{kind}", 1), (f"{SHARDS}-shards-{kind}", SHARDS)):
+            directory, results["builds"][name] = build(name, corpus, shards, kind)
+            searchers[name] = Searcher.open(directory)
+            print(f"built {name}: {results['builds'][name]}", flush=True)
+    every = {f"{s}-{q}": t for s, queries in settings.items() for q, t in queries.items()}
+    results["identity_flat"] = identity(searchers["single-flat"], searchers[f"{SHARDS}-shards-flat"], every)
+    results["relevance_hnsw"] = relevance(searchers["single-hnsw"], searchers[f"{SHARDS}-shards-hnsw"], settings, qrels)
+    for name, searcher in searchers.items():
+        results["latency"][name] = latency(searcher, list(every.values()))
+    if not args.no_ray:
+        results["embedding"] = embedding(corpus)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (args.out / "results.md").write_text(report(results), encoding="utf-8")
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
