@@ -13,13 +13,13 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load serve
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-scale-out serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,ray]'
+	$(BIN)/pip install --quiet -e '.[test,ray,parquet]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -102,6 +102,12 @@ bench-precision: $(STAMP)
 # Load: 16 concurrent clients for 30 s against simqa serve on loopback.
 bench-load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --index $(MEDQUAD_INDEX) --clients 16 --seconds 30
+
+# Scale-out: MedQuAD in 4 shards against one index (same top 10 with exact vectors, nDCG with
+# HNSW, build times, query latency) and embedding on Ray Data with 1 and 2 actors against the
+# in-process encoder, same run. About 10 minutes on 2 cores; needs the suite bench-relevance writes.
+bench-scale-out: $(STAMP)
+	$(BIN)/python -m benchmarks.scale_out --out $(RESULTS)/scale-out
 
 # Serve the seeds index on http://127.0.0.1:8000 (search page at /, widget at /widget.js).
 serve: $(STAMP)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from index import generations, segment
+from index import generations, segment, vector_files
 from index.bm25 import B, K1, METHOD, CollectionStats
 from index.consultation import Consultation
 from index.embed import BATCH_SIZE, Encoder, model_fingerprint, resolve_model, threads
@@ -42,6 +42,7 @@ class BuildConfig:
     ray: str | None = None  # a Ray cluster's address, or "local": embed and write shards on Ray (index/ray_runner.py)
     ray_actors: int = 1  # embedding actors on Ray, each loading the model once
     ray_cpus_per_actor: float = 1.0
+    vectors: Path | None = None  # a directory of precomputed vectors in Parquet (index/vector_files.py)
     shard: ShardOf | None = None  # set by index/sharded.py for each shard it writes
 
 
@@ -96,6 +97,8 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
     if encoder is None:
         encoder = Encoder(config.model, config.batch_size, config.progress, config.cache,
                           dimension=_known_dimension(target, config), precision=config.precision)
+    if config.vectors is not None:
+        vector_files.remember(encoder, consultations, config.vectors, config.passage_words, config.max_passages, config.progress)
     digest = _content_digest(consultations, config, encoder.fingerprint)
     unchanged = _current_manifest(target)
     if unchanged is not None and unchanged.parameters.get("content_sha256") == digest:

@@ -200,6 +200,10 @@ class Encoder:
                 found.update(zip(chunk, vectors))
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Run the model on these texts, whatever the cache or remembered vectors hold (checks)."""
+        return self._encode(texts)
+
     def _chunks(self, texts: list[str], bar: tqdm) -> Iterator[tuple[range, np.ndarray]]:
         for start in range(0, len(texts), CACHE_CHUNK):
             end = min(start + CACHE_CHUNK, len(texts))

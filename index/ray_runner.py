@@ -20,7 +20,7 @@ import numpy as np
 from index.embed import Encoder
 from index.errors import SimqaError
 
-BATCH = 1024  # texts per Ray Data batch; an actor sorts each by length, as the in-process build sorts its chunks
+BATCH = 256  # texts per Ray Data block and batch: small enough that actors share the work evenly
 
 
 def ray_module():
@@ -61,9 +61,11 @@ class RayRunner:
 
     def embed(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
         """encoder.embed, with the texts it must encode embedded on Ray Data."""
-        return encoder.embed(texts, encode=lambda missing, bar: self._stream(encoder, missing, bar))
+        return encoder.embed(texts, encode=lambda missing, bar: self.stream(encoder, missing, bar))
 
-    def _stream(self, encoder: Encoder, texts: list[str], bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def stream(self, encoder: Encoder, texts: list[str], bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions among the texts, their vectors), batch by batch as the actors finish them;
+        `bar.update(n)` is told of each."""
         ray = ray_module()
         import pyarrow as pa
 

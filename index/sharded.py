@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import generations, segment
+from index import generations, segment, vector_files
 from index.bm25 import B, K1, METHOD, CollectionStats
 from index.build import BuildConfig, ShardOf, write_generation
 from index.consultation import Consultation
@@ -151,11 +151,13 @@ def build(consultations: list[Consultation], target: Path, shards: int, config: 
     if encoder is None:
         dimension = current.dimension if current is not None and current.model_fingerprint == _fingerprint(config) else None
         encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=dimension, precision=config.precision)
+    if config.vectors is not None:
+        vector_files.remember(encoder, consultations, config.vectors, config.passage_words, config.max_passages, config.progress)
     texts = embedded_texts(consultations, config.passage_words, config.max_passages)
     every = texts.questions + texts.flat_passages
     vectors = runner.embed(encoder, every) if every else np.zeros((0, encoder.dimension), dtype=np.float32)
     known = dict(zip(every, vectors))
-    config = replace(config, model=encoder.name)
+    config = replace(config, model=encoder.name, vectors=None)  # the shards' writers get the vectors from here
     stats = _sum_stats(runner.map(segment.field_stats, groups))
     sha = _stats_sha256(stats)
     counts = {"question": len(texts.questions), "reply": len(texts.flat_passages)}

@@ -1,4 +1,4 @@
-"""The `simqa` command: index, add, delete, refresh-stats, verify, search, similar, serve, panels, bench, list.
+"""The `simqa` command: index, texts, add, delete, refresh-stats, verify, search, similar, serve, panels, bench, list.
 
 argparse (standard library) rather than click or typer: subcommands, typed options and help are
 all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
@@ -26,10 +26,12 @@ from index import (
     sharded,
     update_index,
 )
+from index import vector_files
 from index.consultation import valid_unicode
 from index.embed import PRECISIONS
 from index.embed_cache import default_cache_path
 from index.manifest import Manifest
+from index.passages import MAX_PASSAGES, PASSAGE_WORDS
 from search.bench import (
     METHODS,
     bench_relevance,
@@ -72,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--vector-index", choices=("auto", "flat", "hnsw"), default="auto",
                        help="FAISS index kind (auto: exact below 20,000 vectors, HNSW from there on)")
     index.add_argument("--no-cache", action="store_true", help="embed everything, use no cache")
+    index.add_argument("--vectors", type=Path, metavar="DIR",
+                       help="precomputed vectors: Parquet files of id, question_vector, passage_vectors (see 'simqa texts')")
     index.add_argument("--shards", type=_positive, metavar="N",
                        help="split the index into N shards by id hash (default: as the index is, 1 for a new one)")
     index.add_argument("--ray", metavar="ADDRESS",
@@ -79,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--ray-actors", type=_positive, default=1, metavar="N", help="embedding actors on Ray (each loads the model once)")
     index.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="CPUS", help="CPUs (and model threads) per actor")
     index.set_defaults(run=_index)
+
+    texts = commands.add_parser("texts", help="write the texts an index embeds (Parquet), for your own embedding pipeline")
+    texts.add_argument("sources", nargs="+", metavar="SOURCE", help="seed-format pages, .jsonl files, or directories of them")
+    texts.add_argument("--out", required=True, type=Path, help="Parquet file: id, question, passages")
+    texts.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
+    texts.add_argument("--quiet", action="store_true", help="no progress output")
+    texts.set_defaults(run=_texts)
 
     add = commands.add_parser("add", help="add or replace consultations (by id) in an index")
     _source_options(add)
@@ -244,12 +255,20 @@ def _index(args: argparse.Namespace) -> int:
     consultations = _read(args)
     cache = None if args.no_cache else Path(args.cache)
     config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache, precision=args.precision,
-                         shards=args.shards, ray=args.ray, ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor)
+                         vectors=args.vectors, shards=args.shards, ray=args.ray, ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor)
     manifest = build_index(consultations, args.index, config)
     counts = manifest.counts
     shards = f" ({sharded.count(manifest)} shards)" if sharded.is_sharded(manifest) else ""
     print(f"indexed {counts['consultations']} consultations ({counts['excerpts']} panel excerpts, "
           f"{counts['reply_passages']} reply passages) into {args.index}{shards}")
+    return 0
+
+
+def _texts(args: argparse.Namespace) -> int:
+    _check_output(args.out)
+    consultations = _read(args)
+    passages = vector_files.write_texts(consultations, args.out, PASSAGE_WORDS, MAX_PASSAGES)
+    print(f"wrote the texts of {len(consultations)} consultations ({passages} reply passages) to {args.out}")
     return 0
 
 

@@ -39,8 +39,10 @@ DUPLICATE_COSINE = 0.98
 PASSAGE_DEPTH = 3
 
 
-# Scores computed twice (by FAISS, then exactly by numpy) may differ in the last bits.
-SCORE_TOLERANCE = 1e-5
+# FAISS scores in BLAS's rounding, which depends on how many vectors an index holds; its top
+# `limit + FAISS_MARGIN` units are scored again exactly (`dots`) and cut to `limit` by those
+# scores, so one index and its shards keep the same units.
+FAISS_MARGIN = 8
 
 
 @dataclass
@@ -76,7 +78,7 @@ class Proposals:
             threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) > limit else -np.inf
             for cut, p in zip(out, shards):
                 rows, unit_scores = p.units[signal]
-                keep = unit_scores >= threshold - SCORE_TOLERANCE
+                keep = unit_scores >= threshold
                 cut.units[signal] = (rows[keep], unit_scores[keep])
         return out
 
@@ -136,23 +138,21 @@ class Shard:
         return Query(tokenize(consultation.question_text()), question_vector, reply_vector, exclude=consultation.id,
                      exclude_hash=int(self.store.question_hashes[row]))
 
-    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, tuple]]:
-        """Each query's units from the vector signals, in one FAISS call per signal searching the
-        queries on every core: `propose(..., found=)` then skips FAISS."""
-        found: list[dict[str, tuple]] = [{} for _ in queries]
+    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, np.ndarray]]:
+        """Each query's units (question rows, reply passages) from the vector signals, in one
+        FAISS call per signal searching the queries on every core: `propose(..., found=)` then
+        skips FAISS."""
+        found: list[dict[str, np.ndarray]] = [{} for _ in queries]
         if not queries:
             return found
         depth += 1 if queries[0].exclude is not None else 0  # as propose()
         faiss.omp_set_num_threads(threads())
         try:
-            if "dense_question" in signals:
-                scores, rows = self.question_index.search(np.stack([q.question_vector for q in queries]), depth)
-                for f, s, r in zip(found, scores, rows):
-                    f["dense_question"] = (r[r >= 0], s[r >= 0])
-            if "dense_reply" in signals:
-                scores, passages = self.reply_index.search(np.stack([q.reply_vector for q in queries]), depth * PASSAGE_DEPTH)
-                for f, s, p in zip(found, scores, passages):
-                    f["dense_reply"] = (self.reply_rows(p[p >= 0]), s[p >= 0])
+            for signal in DENSE & set(signals):
+                index, attribute = (self.question_index, "question_vector") if signal == "dense_question" else (self.reply_index, "reply_vector")
+                _, units = index.search(np.stack([getattr(q, attribute) for q in queries]), _limit(signal, depth) + FAISS_MARGIN)
+                for f, u in zip(found, units):
+                    f[signal] = u[u >= 0]
         finally:
             faiss.omp_set_num_threads(1)
         return found
@@ -164,14 +164,15 @@ class Shard:
         depth: int,
         department: str | None,
         clock: Clock | None = None,
-        found: dict[str, tuple] | None = None,
+        found: dict[str, np.ndarray] | None = None,
     ) -> Proposals:
         """Each active signal's top `depth` units (filtered by department); `found` holds the
         units of vector signals searched already (batches)."""
         clock = clock or Clock(None)
         allowed = None if department is None else self.departments == department.strip().lower()
         depth += 1 if query.exclude is not None else 0  # the query itself is among its own top
-        units = dict(found or {})
+        limits = {signal: _limit(signal, depth) for signal in signals}
+        units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         bm25: dict[str, np.ndarray] = {}
         if "bm25" in signals or "bm25_question" in signals:
             question = self.bm25_question.scores(query.tokens)
@@ -181,17 +182,28 @@ class Shard:
             scores = bm25[signal]
             if allowed is not None:
                 scores[~allowed] = 0.0
-            top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
-            top = top[scores[top] > 0]
-            if len(top) == depth:  # and every row tied with the last: which of them one index keeps must not be chance
-                top = np.flatnonzero(scores >= scores[top].min())
-            units[signal] = (top, scores[top])
+            matched = np.flatnonzero(scores > 0)
+            units[signal] = _top_units(matched, scores[matched], depth)
         clock.lap("bm25")
-        for signal in DENSE & set(signals) - set(units):
-            units[signal] = self.vector_proposal(signal, query, depth, allowed)
+        for signal in DENSE & set(signals):
+            ids = (found or {}).get(signal)
+            if signal == "dense_question":
+                ids = ids if ids is not None else self._search(self.question_index, self.question_vectors, query.question_vector,
+                                                               limits[signal], allowed)
+                rows, scores = _top_units(ids, dots(self.question_vectors[ids], query.question_vector), limits[signal])
+            else:
+                passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
+                ids = ids if ids is not None else self._search(self.reply_index, self.reply_vectors, query.reply_vector,
+                                                               limits[signal], passage_allowed)
+                passages, scores = _top_units(ids, dots(self.reply_vectors[ids], query.reply_vector), limits[signal])
+                rows = self.reply_rows(passages)
+            units[signal] = (rows, scores)
         clock.lap("vectors")
-        limits = {signal: depth * PASSAGE_DEPTH if signal == "dense_reply" else depth for signal in signals}
         return Proposals(units, limits, bm25)
+
+    @staticmethod
+    def _search(index: faiss.Index, vectors_: np.ndarray, vector: np.ndarray, limit: int, allowed: np.ndarray | None) -> np.ndarray:
+        return vectors.search(index, vectors_, vector, limit + FAISS_MARGIN, allowed)[1]
 
     def candidates(self, query: Query, proposals: Proposals, clock: Clock | None = None) -> Candidates:
         """The proposed rows (but the query's own consultation and its duplicates) and every
@@ -217,17 +229,6 @@ class Shard:
         clock.lap("rescore")
         return Candidates(rows, scores)
 
-    def vector_proposal(self, signal: str, query: Query, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the top `depth` of a vector signal (replies by their top passages), and the
-        scores of those units."""
-        if signal == "dense_question":
-            scores, rows = vectors.search(self.question_index, self.question_vectors, query.question_vector, depth, allowed)
-            return rows, scores
-        passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
-        scores, passages = vectors.search(self.reply_index, self.reply_vectors, query.reply_vector, depth * PASSAGE_DEPTH,
-                                          passage_allowed)
-        return self.reply_rows(passages), scores
-
     def reply_rows(self, passages: np.ndarray) -> np.ndarray:
         """The row of each reply passage."""
         return np.searchsorted(self.reply_offsets, passages, side="right") - 1
@@ -252,6 +253,21 @@ class Shard:
             return self.store.rows[consultation_id]
         except KeyError:
             raise SimqaError(f"unknown consultation id {consultation_id!r}") from None
+
+
+def _limit(signal: str, depth: int) -> int:
+    """How many units a signal proposes: rows, or for dense_reply PASSAGE_DEPTH times as many passages."""
+    return depth * PASSAGE_DEPTH if signal == "dense_reply" else depth
+
+
+def _top_units(ids: np.ndarray, values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `limit` best of these units by their values, and every unit tied with the last
+    (which of a tie one index keeps must not be chance): ids and their values."""
+    if len(ids) > limit:
+        cut = np.partition(values, len(values) - limit)[len(values) - limit]
+        keep = values >= cut
+        ids, values = ids[keep], values[keep]
+    return ids, values
 
 
 def dots(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from benchmarks.medquad import load_medquad
 from index import BuildConfig, build_index, generations, sharded, update_index
 from index.consultation import Consultation
 from index.embed import Encoder
+from index.passages import MAX_PASSAGES
 from index.errors import IndexFormatError, SimqaError
 from search import Searcher
 from search.cli import main
@@ -242,3 +243,57 @@ def test_a_build_on_local_ray_equals_the_in_process_build(tmp_path, corpus, enco
                        for d in (tmp_path / "here", tmp_path / "ray"))
         assert here["parameters"]["content_sha256"] == there["parameters"]["content_sha256"]
     build_index(corpus, tmp_path / "ray", config(ray="local", cache=tmp_path / "ray-cache.sqlite"))  # all cached: unchanged
+
+
+def embed_elsewhere(texts_file: Path, out: Path, encoder: Encoder, change=None) -> Path:
+    """What a user's own pipeline does with `simqa texts`' file: embed, write Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(texts_file).to_pylist()
+    rows = []
+    for row in table:
+        vectors = encoder.embed([row["question"], *row["passages"]])
+        rows.append({"id": row["id"], "question_vector": vectors[0].tolist(), "passage_vectors": vectors[1:].tolist()})
+    if change:
+        rows = change(rows)
+    out.mkdir(exist_ok=True)
+    half = len(rows) // 2  # two files, as a distributed job writes
+    for number, part in enumerate((rows[:half], rows[half:])):
+        pq.write_table(pa.Table.from_pylist(part), out / f"part-{number}.parquet")
+    return out
+
+
+def test_precomputed_vectors_are_checked_and_need_no_embedding(tmp_path, corpus, single, encoder, monkeypatch):
+    pytest.importorskip("pyarrow", reason="the parquet extra is not installed")
+    sources = tmp_path / "corpus.jsonl"
+    sources.write_text("".join(json.dumps({k: v for k, v in c.to_dict().items() if k != "source"}) + "\n" for c in corpus[:60]))
+    assert main(["texts", str(sources), "--out", str(tmp_path / "texts.parquet"), "--quiet"]) == 0
+    vectors = embed_elsewhere(tmp_path / "texts.parquet", tmp_path / "vectors", encoder)
+
+    encoded: list[str] = []
+    original = Encoder._encode
+    monkeypatch.setattr(Encoder, "_encode", lambda self, texts, bar=None: encoded.extend(texts) or original(self, texts, bar))
+    full = {"max_passages": MAX_PASSAGES}  # as `simqa texts` splits replies (the CLI's defaults)
+    build_index(corpus[:60], tmp_path / "index", config(cache=None, vectors=vectors, shards=2, **full))
+    assert len(encoded) <= 8  # the spot check alone
+    build_index(corpus[:60], tmp_path / "same", config(**full), encoder=encoder)
+    ids = [c.id for c in corpus[:5]]
+    assert_same(answers(Searcher.open(tmp_path / "same"), ids), answers(Searcher.open(tmp_path / "index"), ids))
+
+    def shorter(rows):
+        rows[3]["passage_vectors"] = rows[3]["passage_vectors"][:-1] or [[0.0] * 384, [0.0] * 384]
+        return rows
+
+    wrong = embed_elsewhere(tmp_path / "texts.parquet", tmp_path / "wrong-count", encoder, shorter)
+    with pytest.raises(SimqaError, match=rf"part-0.parquet: consultation {corpus[3].id!r} has \d+ passage vectors"):
+        build_index(corpus[:60], tmp_path / "bad1", config(**full, vectors=wrong))
+    other = embed_elsewhere(tmp_path / "texts.parquet", tmp_path / "other-model", encoder,
+                            lambda rows: [{**r, "question_vector": list(np.roll(r["question_vector"], 7))} for r in rows])
+    with pytest.raises(SimqaError, match="at cosine .* another model or from other texts"):
+        build_index(corpus[:60], tmp_path / "bad2", config(**full, vectors=other))
+    small = embed_elsewhere(tmp_path / "texts.parquet", tmp_path / "small", encoder,
+                            lambda rows: [{**r, "question_vector": r["question_vector"][:100]} for r in rows])
+    with pytest.raises(SimqaError, match="row 0 of question_vector has 100 dimensions; the model gives 384"):
+        build_index(corpus[:60], tmp_path / "bad3", config(**full, vectors=small))
+    assert not any((tmp_path / name).exists() for name in ("bad1", "bad2", "bad3"))
