@@ -10,7 +10,9 @@
 - latency: per-stage p50 of the same queries on both layouts; the in-process cost of sharding is
   the difference without the query embedding, which both share;
 - embedding: texts per second through Ray Data with 1 actor of 2 CPUs and 2 actors of 1 CPU,
-  against the single-process build's encoder in the same run, and per-core efficiency.
+  against the single-process build's encoder in the same run, and per-core efficiency;
+- compression: the "hnsw-sq8" vector index against "hnsw": bytes a vector, recall@10 of dense
+  search against exact float32 search, and the relevance table.
 
 Needs the suite bench-relevance writes (build/suite) and its embedding cache; the Ray part needs
 the ray extra. Figures depend on the CPU, which the results name.
@@ -38,7 +40,7 @@ from search.fusion import MODES
 SUITE = Path("build/suite/medquad")
 WORK = Path("build/scale-out")
 SHARDS = 4
-EMBED_TEXTS = 2400  # a fixed mix of questions and reply passages, as a build embeds them
+EMBED_TEXTS = 2000  # a fixed mix of questions and reply passages, 3 to 1, a few batches of each per block
 
 
 def build(name: str, corpus: list, shards: int, vector_index: str) -> tuple[Path, dict]:
@@ -93,13 +95,36 @@ def latency(searcher: Searcher, queries: list[str], rounds: int = 3) -> dict:
     return {stage: ms(values)["p50"] for stage, values in stages.items()}
 
 
+def compression(corpus: list, settings: dict, qrels: dict, exact: Searcher, hnsw: Searcher) -> dict:
+    """hnsw-sq8 against hnsw on MedQuAD: vector bytes, dense recall@10 against exact, relevance."""
+    directory, build_row = build("single-hnsw-sq8", corpus, 1, "hnsw-sq8")
+    compressed = Searcher.open(directory)
+    out: dict = {"build": build_row}
+    texts = [t for queries in settings.values() for t in queries.values()]
+    truth = [{h.id for h in exact.search(t, mode="dense")} for t in texts]
+    for name, searcher in (("hnsw", hnsw), ("hnsw-sq8", compressed)):
+        files = {p.name: p.stat().st_size for p in searcher.generation.iterdir() if p.suffix in (".faiss", ".npy")
+                 and p.name != "reply_offsets.npy"}
+        vectors = searcher.manifest.counts["consultations"] + searcher.manifest.counts["reply_passages"]
+        found = [{h.id for h in searcher.search(t, mode="dense")} for t in texts]
+        out[name] = {
+            "vector_bytes": sum(files.values()), "bytes_per_vector": round(sum(files.values()) / vectors, 1), "files": files,
+            "dense_recall_at_10": round(float(np.mean([len(a & b) / 10 for a, b in zip(found, truth)])), 4),
+            "relevance": {setting: {k: round(v, 4) for k, v in evaluate(run_method(searcher, queries, MODES["hybrid"]), qrels).items()
+                                    if k in ("nDCG@10", "MRR@10")} for setting, queries in settings.items()},
+        }
+    out["reduction"] = round(out["hnsw"]["vector_bytes"] / out["hnsw-sq8"]["vector_bytes"], 2)
+    return out
+
+
 def embedding(corpus: list) -> dict:
     """Texts per second: the in-process encoder on every core, then Ray Data actor pools."""
     from index.ray_runner import RayRunner
 
     texts = embedded_texts(corpus, PASSAGE_WORDS, MAX_PASSAGES)
-    questions, passages = texts.questions[::24], texts.flat_passages[::60]
-    sample = [text for pair in zip(questions, passages) for text in pair][:EMBED_TEXTS]  # mixed, as Ray's blocks should be
+    questions, passages = texts.questions[::15], texts.flat_passages[::60]
+    mixed = [text for at, passage in enumerate(passages) for text in (*questions[3 * at:3 * at + 3], passage)]
+    sample = mixed[:EMBED_TEXTS]
     out: dict = {"texts": len(sample), "cores": threads()}
     encoder = Encoder(precision="fp32")  # no cache: every text is encoded
     encoder.embed(sample[:64])  # the model is loaded and warm, as it is in a build
@@ -108,39 +133,29 @@ def embedding(corpus: list) -> dict:
     seconds = time.perf_counter() - start
     out["in_process"] = {"seconds": round(seconds, 2), "texts_per_second": round(len(sample) / seconds, 1),
                          "per_core": round(len(sample) / seconds / threads(), 1)}
+    for kind, texts_of_kind in (("questions", questions[1::2][:400]), ("passages", passages[1::2][:150])):
+        start = time.perf_counter()
+        encoder.embed(texts_of_kind)
+        out[f"in_process_{kind}_per_core"] = round(len(texts_of_kind) / (time.perf_counter() - start) / threads(), 2)
     for actors, cpus in ((1, threads()), (threads(), 1)):
         runner = RayRunner("local", actors=actors, cpus_per_actor=cpus)
         driver = Encoder(precision="fp32", dimension=encoder.dimension)  # loads nothing: the actors do
-        arrivals = _Arrivals()
+        # Actors start and load the model for every dataset Ray runs; a job of a text per actor
+        # measures that fixed cost, which the steady rate leaves out.
         start = time.perf_counter()
-        parts = list(runner.stream(driver, sample, arrivals))
+        runner.embed(driver, sample[:actors])
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        vectors = runner.embed(driver, sample)  # no cache: every text goes to the actors
         seconds = time.perf_counter() - start
-        vectors = np.zeros_like(reference)
-        for positions, part in parts:
-            vectors[positions] = part
-        # Steady state: from the first batch back (the actors have started and loaded the model)
-        # to the last, over the texts of every batch but the first.
-        steady = (len(sample) - arrivals.sizes[0]) / max(arrivals.times[-1] - arrivals.times[0], 1e-9)
+        steady = len(sample) / max(seconds - startup, 1e-9)
         out[f"ray_{actors}x{cpus}"] = {
-            "seconds": round(seconds, 2), "startup_seconds": round(arrivals.times[0] - start, 2), "batches": len(parts),
-            "texts_per_second": round(steady, 1),
+            "seconds": round(seconds, 2), "startup_seconds": round(startup, 2), "texts_per_second": round(steady, 1),
             "per_core_efficiency": round(steady / (actors * cpus) / out["in_process"]["per_core"], 3),
             "per_core_efficiency_with_startup": round(len(sample) / seconds / (actors * cpus) / out["in_process"]["per_core"], 3),
             "max_cosine_difference": float(1 - np.min(np.sum(vectors * reference, axis=1))),
         }
     return out
-
-
-class _Arrivals:
-    """A progress bar that records when each batch arrives and its size."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.sizes: list[int] = []
-
-    def update(self, n: int) -> None:
-        self.times.append(time.perf_counter())
-        self.sizes.append(n)
 
 
 def report(results: dict) -> str:
@@ -163,10 +178,21 @@ def report(results: dict) -> str:
     for kind in ("flat", "hnsw", "auto"):
         overhead = results["latency"][f"{SHARDS}-shards-{kind}"]["after_embed"] - results["latency"][f"single-{kind}"]["after_embed"]
         lines.append(f"\nIn-process cost of {SHARDS} shards ({kind}): {overhead:+.3f} ms p50.")
+    if "compression" in results:
+        c = results["compression"]
+        lines += ["", "## Compressed vectors (single index)", "",
+                  f"hnsw-sq8 keeps {c['reduction']}x fewer vector bytes than hnsw (FAISS files and float32 copies).", "",
+                  "| kind | bytes a vector | dense recall@10 vs exact | nDCG@10 original | nDCG@10 summary | MRR@10 original | MRR@10 summary |",
+                  "|---|---|---|---|---|---|---|"]
+        for kind in ("hnsw", "hnsw-sq8"):
+            row = c[kind]
+            lines.append(f"| {kind} | {row['bytes_per_vector']} | {row['dense_recall_at_10']} | {row['relevance']['original']['nDCG@10']} | "
+                         f"{row['relevance']['summary']['nDCG@10']} | {row['relevance']['original']['MRR@10']} | "
+                         f"{row['relevance']['summary']['MRR@10']} |")
     if "embedding" in results:
         e = results["embedding"]
         lines += ["", f"## Embedding throughput ({e['texts']} texts, fp32)", "",
-                  "Ray's steady rate runs from its first batch (actors started, model loaded) to its last.", "",
+                  "Ray's steady rate leaves out its fixed cost a job (actors start, load the model), measured by a job of one text an actor.", "",
                   "| runner | seconds | startup s | texts/s (steady) | per-core efficiency | with startup |", "|---|---|---|---|---|---|",
                   f"| in process, {e['cores']} threads | {e['in_process']['seconds']} | - | {e['in_process']['texts_per_second']} | 1 | 1 |"]
         for name, row in e.items():
@@ -196,6 +222,7 @@ def main() -> None:
     results["relevance_hnsw"] = relevance(searchers["single-hnsw"], searchers[f"{SHARDS}-shards-hnsw"], settings, qrels)
     for name, searcher in searchers.items():
         results["latency"][name] = latency(searcher, list(every.values()))
+    results["compression"] = compression(corpus, settings, qrels, searchers["single-flat"], searchers["single-hnsw"])
     if not args.no_ray:
         results["embedding"] = embedding(corpus)
     args.out.mkdir(parents=True, exist_ok=True)

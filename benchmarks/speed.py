@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.liveqa import load_qrels, load_queries, write_files
-from index import BuildConfig, build_index, read_sources
+from index import BuildConfig, build_index, generations, read_sources
 from index.bm25 import FieldBM25
 from index.consultation import Consultation
 from index.embed import Encoder, native_bf16
@@ -398,9 +398,10 @@ def synthetic_corpus(n: int, consultations: list[Consultation], seed: int = 5) -
     return out
 
 
-def section_scale(sizes: list[int], consultations: list[Consultation], pool_index: Path, work: Path = WORK) -> dict:
+def section_scale(sizes: list[int], consultations: list[Consultation], pool_index: Path, work: Path = WORK,
+                  vector_index: str = "auto") -> dict:
     """Build and query synthetic corpora of the given sizes, words drawn from `consultations`,
-    vectors resampled from the index at `pool_index`."""
+    vectors resampled from the index at `pool_index`, vector indexes of the given kind."""
     pool_searcher = Searcher.open(pool_index)
     pool = np.concatenate([np.asarray(pool_searcher.shards[0].question_vectors), np.asarray(pool_searcher.shards[0].reply_vectors)])
     synthetic = SyntheticEncoder(pool, Encoder())
@@ -409,7 +410,7 @@ def section_scale(sizes: list[int], consultations: list[Consultation], pool_inde
         corpus, generate = timed(synthetic_corpus, n, consultations)
         directory = work / f"synthetic-{n}"
         shutil.rmtree(directory, ignore_errors=True)  # a cold build, not the no-op of an unchanged corpus
-        manifest, build = timed(build_index, corpus, directory, BuildConfig(progress=False), encoder=synthetic)
+        manifest, build = timed(build_index, corpus, directory, BuildConfig(progress=False, vector_index=vector_index), encoder=synthetic)
         del corpus
         out[str(n)] = {
             "generate_seconds": round(generate, 1),
@@ -418,6 +419,8 @@ def section_scale(sizes: list[int], consultations: list[Consultation], pool_inde
             "vector_index": manifest.parameters["vector_index"],
             "queries": child("_queries", str(directory)),
             "recall": child("_recall", str(directory)),
+            "vector_files_mb": {p.name: round(p.stat().st_size / 2**20, 1) for p in generations.current(directory).iterdir()
+                                if p.suffix in (".faiss", ".npy")},
         }
         print(n, json.dumps(out[str(n)]["queries"]["summary/hybrid"]["end_to_end"]), flush=True)
     return out
@@ -591,6 +594,7 @@ def main() -> None:
     parser.add_argument("section", choices=("medquad", "scale", "queries", "report", "_queries", "_txtai", "_recall"))
     parser.add_argument("target", nargs="?")
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--vector-index", default="auto", help="scale: the vector index kind (results in scale-KIND.json but for auto)")
     parser.add_argument("--relevance", action="store_true")
     parser.add_argument("--replies", action="store_true", help="_txtai: index question and reply texts")
     parser.add_argument("--save", help="_txtai: load the index saved here, or build and save it here")
@@ -611,8 +615,8 @@ def main() -> None:
         elif args.section == "scale":
             sizes = [int(s) for s in args.sizes.split(",")]
             consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
-            scale = section_scale(sizes, consultations, MEDQUAD_INDEX)
-            path = RESULTS / "scale.json"
+            scale = section_scale(sizes, consultations, MEDQUAD_INDEX, vector_index=args.vector_index)
+            path = RESULTS / ("scale.json" if args.vector_index == "auto" else f"scale-{args.vector_index}.json")
             earlier = json.loads(path.read_text()) if path.is_file() else {}  # sizes not rerun are kept
             merged = {n: row for n, row in sorted({**earlier, **scale}.items(), key=lambda item: int(item[0]))}
             path.write_text(json.dumps(merged, indent=2) + "\n")

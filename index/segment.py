@@ -8,8 +8,8 @@ Build, update, the Searcher and the benchmarks go through here and know no file 
     consultations.sqlite   the document store (index/store.py)
     bm25_question/         bm25s directory: title + question
     bm25_reply/            bm25s directory: reply + more info
-    question_vectors.npy   one unit vector per consultation
-    reply_vectors.npy      one unit vector per reply passage
+    question_vectors.npy   one unit vector per consultation (not for "hnsw-sq8": its index holds them)
+    reply_vectors.npy      one unit vector per reply passage (idem)
     reply_offsets.npy      passages of row i are offsets[i]:offsets[i + 1]
     question.faiss, reply.faiss
     manifest.json          written last, listing every other file (index/manifest.py)
@@ -116,7 +116,8 @@ def write(
         ("reply", reply_vectors, REPLY_VECTORS, REPLY_FAISS),
     ):
         kind = vectors.choose_kind((collection_vectors or {}).get(name, len(vecs)), vector_index)
-        np.save(directory / npy, vecs, allow_pickle=False)
+        if kind != vectors.COMPRESSED:  # which keeps its vectors in the index alone
+            np.save(directory / npy, vecs, allow_pickle=False)
         vectors.save(vectors.build(vecs, kind, threads), directory / faiss_file)
         kinds[name] = vectors.parameters(kind, len(vecs))
     np.save(directory / REPLY_OFFSETS, texts.offsets, allow_pickle=False)
@@ -142,16 +143,16 @@ class Segment:
         """Map a generation's files; IndexFormatError if their sizes disagree."""
         store = DocumentStore(generation / STORE)
         n = len(store)
+        question_index, reply_index = vectors.load(generation / QUESTION_FAISS), vectors.load(generation / REPLY_FAISS)
         segment = cls(
             store=store,
             bm25_question=FieldBM25.load(generation / BM25_QUESTION, n),
             bm25_reply=FieldBM25.load(generation / BM25_REPLY, n),
-            # Plain arrays over the memory map: np.memmap's indexing costs ~20 µs a call on the hot path.
-            question_vectors=np.asarray(np.load(generation / QUESTION_VECTORS, mmap_mode="r")),
-            reply_vectors=np.asarray(np.load(generation / REPLY_VECTORS, mmap_mode="r")),
+            question_vectors=_vectors(generation / QUESTION_VECTORS, question_index),
+            reply_vectors=_vectors(generation / REPLY_VECTORS, reply_index),
             reply_offsets=np.load(generation / REPLY_OFFSETS),
-            question_index=vectors.load(generation / QUESTION_FAISS),
-            reply_index=vectors.load(generation / REPLY_FAISS),
+            question_index=question_index,
+            reply_index=reply_index,
         )
         if not (len(segment.question_vectors) == n == len(segment.reply_offsets) - 1 == segment.question_index.ntotal):
             raise IndexFormatError(f"{generation}: store, vectors and indexes disagree on the number of consultations")
@@ -164,5 +165,16 @@ class Segment:
 
     @staticmethod
     def load_vectors(generation: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(question vectors, reply-passage vectors), read whole (updates reuse them)."""
-        return np.load(generation / QUESTION_VECTORS), np.load(generation / REPLY_VECTORS)
+        """(question vectors, reply-passage vectors), read whole (updates reuse them; those of a
+        compressed index come back decoded, and are quantised again)."""
+        return tuple(np.asarray(_vectors(generation / npy, vectors.load(generation / index)))
+                     for npy, index in ((QUESTION_VECTORS, QUESTION_FAISS), (REPLY_VECTORS, REPLY_FAISS)))
+
+
+def _vectors(path: Path, index: faiss.Index) -> np.ndarray | vectors.QuantizedVectors:
+    """A generation's vectors of one kind: the float32 file, memory-mapped, or a compressed
+    index's own codes."""
+    if isinstance(index, faiss.IndexHNSWSQ):
+        return vectors.QuantizedVectors(index)
+    # A plain array over the memory map: np.memmap's indexing costs ~20 µs a call on the hot path.
+    return np.asarray(np.load(path, mmap_mode="r"))

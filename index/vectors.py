@@ -10,6 +10,12 @@ efConstruction falls as the graph grows: at 1M synthetic vectors 100 gave 0.953,
 HNSW_MIN is where exact search passes about 1.5 ms. A filter that leaves at most HNSW_MIN rows
 is searched exactly over those rows (HNSW walks a filtered graph poorly). The kind and its
 parameters go into the manifest.
+
+"hnsw-sq8" (chosen, never automatic) is the compressed option: HNSW over 8-bit scalar-quantised
+vectors (FAISS's IndexHNSWSQ, one byte a dimension instead of four), and the index's own codes,
+decoded on access (`QuantizedVectors`), stand in for the float32 vectors the other kinds keep
+beside the index for exact rescoring. A vector then costs its 384 bytes of codes and its graph
+links instead of two float32 copies and links (benchmarks/results/scale-out/).
 """
 
 from __future__ import annotations
@@ -29,12 +35,16 @@ def ef_construction(n_vectors: int) -> int:
     return 100 if n_vectors <= BIG_GRAPH else 200
 
 
+KINDS = ("auto", "flat", "hnsw", "hnsw-sq8")
+COMPRESSED = "hnsw-sq8"
+
+
 def choose_kind(n_vectors: int, kind: str = "auto") -> str:
-    """'flat' or 'hnsw' for an index of n vectors ('auto' picks by HNSW_MIN)."""
+    """'flat', 'hnsw' or 'hnsw-sq8' for an index of n vectors ('auto' picks flat or hnsw by HNSW_MIN)."""
     if kind == "auto":
         return "hnsw" if n_vectors >= HNSW_MIN else "flat"
-    if kind not in ("flat", "hnsw"):
-        raise ValueError(f"vector index kind must be auto, flat or hnsw, not {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"vector index kind must be one of {', '.join(KINDS)}, not {kind!r}")
     return kind
 
 
@@ -42,21 +52,54 @@ def build(vectors: np.ndarray, kind: str, threads: int = 1) -> faiss.Index:
     """An index holding the vectors in row order (FAISS ids = row numbers)."""
     faiss.omp_set_num_threads(threads)
     dimension = vectors.shape[1]
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if kind in ("hnsw", COMPRESSED):
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.train(vectors if len(vectors) else np.zeros((1, dimension), dtype=np.float32))
         index.hnsw.efConstruction = ef_construction(len(vectors))
         index.hnsw.efSearch = HNSW_EF_SEARCH
     else:
         index = faiss.IndexFlatIP(dimension)
     if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        index.add(vectors)
     return index
+
+
+class QuantizedVectors:
+    """The vectors of an "hnsw-sq8" index, decoded from the index's own 8-bit codes on access
+    (rows, slices: float32 arrays), so no float32 copy is kept. Decoding is per element, so a
+    row decodes to the same bits wherever it is read from."""
+
+    def __init__(self, index: faiss.Index) -> None:
+        storage = faiss.downcast_index(index.storage)
+        self._index = index  # the codes below are a view of its memory
+        n, dimension = storage.ntotal, storage.d
+        self.codes = (faiss.rev_swig_ptr(storage.codes.data(), n * storage.code_size).reshape(n, storage.code_size)
+                      if n else np.zeros((0, dimension), dtype=np.uint8))
+        trained = faiss.vector_to_array(storage.sq.trained)  # per dimension: minimum, then range
+        self._scale = (trained[dimension:] / 255).astype(np.float32)
+        self._offset = (trained[:dimension] + 0.5 * self._scale).astype(np.float32)
+        self.shape = (n, dimension)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.codes[rows] * self._scale + self._offset
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        decoded = self[:]
+        return decoded if dtype is None else decoded.astype(dtype)
 
 
 def parameters(kind: str, n_vectors: int) -> dict:
     """What the manifest records of an index of n vectors."""
-    if kind == "hnsw":
-        return {"kind": "hnsw", "M": HNSW_M, "efConstruction": ef_construction(n_vectors), "efSearch": HNSW_EF_SEARCH}
+    if kind in ("hnsw", COMPRESSED):
+        return {"kind": kind, "M": HNSW_M, "efConstruction": ef_construction(n_vectors), "efSearch": HNSW_EF_SEARCH}
     return {"kind": "flat", "metric": "inner_product"}
 
 

@@ -32,6 +32,7 @@ from index.embed import PRECISIONS
 from index.embed_cache import default_cache_path
 from index.manifest import Manifest
 from index.passages import MAX_PASSAGES, PASSAGE_WORDS
+from index.vectors import KINDS
 from search.bench import (
     METHODS,
     bench_relevance,
@@ -71,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="build an index directory from pages, JSONL files or directories")
     _source_options(index)
     index.add_argument("--model", help="sentence-transformers model directory (default: bundled all-MiniLM-L6-v2)")
-    index.add_argument("--vector-index", choices=("auto", "flat", "hnsw"), default="auto",
-                       help="FAISS index kind (auto: exact below 20,000 vectors, HNSW from there on)")
+    index.add_argument("--vector-index", choices=KINDS, default="auto",
+                       help="FAISS index kind (auto: exact below 20,000 vectors, HNSW from there on; "
+                            "hnsw-sq8: HNSW over 8-bit vectors, about 3x less vector memory)")
     index.add_argument("--no-cache", action="store_true", help="embed everything, use no cache")
     index.add_argument("--vectors", type=Path, metavar="DIR",
                        help="precomputed vectors: Parquet files of id, question_vector, passage_vectors (see 'simqa texts')")

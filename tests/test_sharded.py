@@ -297,3 +297,15 @@ def test_precomputed_vectors_are_checked_and_need_no_embedding(tmp_path, corpus,
     with pytest.raises(SimqaError, match="row 0 of question_vector has 100 dimensions; the model gives 384"):
         build_index(corpus[:60], tmp_path / "bad3", config(**full, vectors=small))
     assert not any((tmp_path / name).exists() for name in ("bad1", "bad2", "bad3"))
+
+
+def test_a_compressed_index_ranks_close_to_the_exact_one_and_takes_updates(tmp_path, corpus, single, encoder):
+    directory = tmp_path / "sq8"
+    build_index(corpus, directory, config(vector_index="hnsw-sq8", shards=2), encoder=encoder)
+    assert not list(directory.glob("shard-*/gen-*/question_vectors.npy"))  # the index holds them
+    one, small = Searcher.open(single), Searcher.open(directory)
+    for query in QUERIES:
+        exact, compressed = [h.id for h in one.search(query)], [h.id for h in small.search(query)]
+        assert compressed[0] == exact[0] and len(set(exact) & set(compressed)) >= 8
+    update_index(directory, deletes=[corpus[3].id], config=config())
+    assert corpus[3].id not in Searcher.open(directory) and len(Searcher.open(directory)) == len(corpus) - 1

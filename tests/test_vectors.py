@@ -36,3 +36,20 @@ def test_filters_exact_on_small_sets_and_never_return_excluded_rows():
         _, rows = vectors.search(vectors.build(data, kind), data, query, 40, allowed)
         assert rows.tolist() == expected.tolist()  # all 30, in exact order
     assert len(vectors.search(vectors.build(data[:0], "flat"), data[:0], query, 5)[1]) == 0
+
+
+def test_the_compressed_kind_keeps_its_vectors_in_the_index(tmp_path):
+    data = unit_vectors(3000, d=64)
+    index = vectors.build(data, vectors.COMPRESSED)
+    vectors.save(index, tmp_path / "v.faiss")
+    stored = vectors.QuantizedVectors(vectors.load(tmp_path / "v.faiss"))
+    assert stored.shape == data.shape and len(stored) == 3000
+    decoded = stored[np.array([3, 9, 2999])]
+    assert decoded.dtype == np.float32 and np.abs(decoded - data[[3, 9, 2999]]).max() < 0.01  # 8 bits a dimension
+    np.testing.assert_array_equal(stored[5:6][0], stored[5])  # the same bits however a row is read
+    assert np.asarray(stored).shape == data.shape
+    expected = np.argsort(-(data @ data[7]))[:10]
+    _, rows = vectors.search(index, stored, data[7], 10)
+    assert rows[0] == 7 and len(set(rows) & set(expected)) >= 9
+    assert vectors.parameters(vectors.COMPRESSED, 3000)["kind"] == "hnsw-sq8"
+    assert vectors.choose_kind(10**7) == "hnsw"  # never chosen by "auto"
