@@ -202,11 +202,43 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+SHARD_RAM = 20 * 2**30  # what a shard may take of a 24 GiB machine like ours, leaving room for the OS and a server
+PASSAGES_PER_CONSULTATION = 0.93  # MedQuAD's average (the synthetic 1M corpus has 1)
+
+
+def capacity(embedding: dict, scale_dir: Path) -> str:
+    """The README's capacity table: from per-core embedding rates measured here and peak RSS per
+    consultation at 1M synthetic consultations (benchmarks/speed.py scale, default and hnsw-sq8)."""
+    seconds = 1 / embedding["in_process_questions_per_core"] + PASSAGES_PER_CONSULTATION / embedding["in_process_passages_per_core"]
+    rows = ["| consultations | vectors | RAM a consultation | shards of 20 GiB | RAM a shard | core-hours to embed | hours on the shards' machines (2 cores each) |",
+            "|---|---|---|---|---|---|---|"]
+    for kind, name in (("hnsw", "scale.json"), ("hnsw-sq8", "scale-hnsw-sq8.json")):
+        path = scale_dir / name
+        if not path.is_file():
+            continue
+        million = json.loads(path.read_text())["1000000"]
+        per = million["queries"]["peak_rss_mb"] * 2**20 / 1_000_000
+        for n in (10_000_000, 100_000_000):
+            shards = int(np.ceil(n * per / SHARD_RAM))
+            hours = n * seconds / 3600
+            rows.append(f"| {n:,} | {kind} | {per / 1024:.1f} KiB | {shards} | {n * per / shards / 2**30:.1f} GiB | {hours:,.0f} | "
+                        f"{hours / (2 * shards):,.0f} |")
+    return (f"Embedding at {embedding['in_process_questions_per_core']} questions and {embedding['in_process_passages_per_core']} "
+            f"reply passages a second per core (fp32, this CPU), {PASSAGES_PER_CONSULTATION} passages a consultation; "
+            "RAM a consultation: peak RSS of 1M synthetic consultations / 1M.\n\n" + "\n".join(rows) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale-out"))
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray Data embedding section")
+    parser.add_argument("--capacity", action="store_true", help="only rewrite capacity.md from results.json and the scale results")
     args = parser.parse_args()
+    if args.capacity:
+        embedding_ = json.loads((args.out / "results.json").read_text())["embedding"]
+        (args.out / "capacity.md").write_text(capacity(embedding_, Path("benchmarks/results/speed")), encoding="utf-8")
+        print((args.out / "capacity.md").read_text())
+        return
     corpus = read_sources([SUITE / "corpus.jsonl"]).consultations
     settings = {s: read_queries(SUITE / f"queries-{s}.tsv") for s in ("original", "summary")}
     qrels = read_qrels(SUITE / "qrels.txt")
@@ -229,6 +261,8 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (args.out / "results.md").write_text(report(results), encoding="utf-8")
     print(report(results))
+    if "embedding" in results:
+        (args.out / "capacity.md").write_text(capacity(results["embedding"], Path("benchmarks/results/speed")), encoding="utf-8")
 
 
 if __name__ == "__main__":
