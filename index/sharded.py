@@ -180,14 +180,21 @@ def update(directory: Path, upserts: list[Consultation], deletes: list[str], con
             changes[shard_of(consultation.id, shards)][0].append(consultation)
         for consultation_id in deletes:
             changes[shard_of(consultation_id, shards)][1].append(consultation_id)
-        changed = current.parameters["stats_changed"] + len(upserts) + len(deletes)
-        refresh = force_refresh or changed > REFRESH_AT * stats["question"].documents
-        touched = [number for number, (up, down) in changes.items() if refresh or up or down]
-        read = {}
-        for number in touched:
+        read: dict[int, Change] = {}
+
+        def open_shard(number: int) -> None:
             shard_directory = directory / _name(number)
             locks.enter_context(generations.writer_lock(shard_directory))
             read[number] = Change.read(shard_directory, *changes[number])
+
+        for number, (up, down) in changes.items():
+            if up or down or force_refresh:
+                open_shard(number)
+        changed = current.parameters["stats_changed"] + sum(change.changes for change in read.values())
+        refresh = force_refresh or changed > REFRESH_AT * stats["question"].documents
+        for number in range(shards):
+            if refresh and number not in read:
+                open_shard(number)
         for number, change in read.items():
             if not change.after:
                 raise SimqaError(f"the update would leave shard {number} of {shards} empty; rebuild the index with fewer shards")

@@ -55,6 +55,7 @@ class Change:
     manifest: Manifest
     before: list[Consultation]
     after: list[Consultation]
+    changes: int  # consultations added, replaced by different ones, or deleted
 
     @classmethod
     def read(cls, directory: Path, upserts: list[Consultation] = (), deletes: list[str] = ()) -> "Change":
@@ -68,8 +69,10 @@ class Change:
             raise SimqaError(f"cannot delete unknown consultation id(s): {', '.join(map(repr, missing[:5]))}")
         changed = {c.id: c for c in upserts}
         dropped = set(deletes)
+        held = {c.id: c for c in before}
+        changes = sum(held.get(c.id) != c for c in changed.values()) + len(dropped)
         kept = [changed.pop(c.id, c) for c in before if c.id not in dropped]
-        return cls(directory, generation, Manifest.read(generation), before, kept + list(changed.values()))
+        return cls(directory, generation, Manifest.read(generation), before, kept + list(changed.values()), changes)
 
     def write(self, config: BuildConfig) -> Manifest:
         """Write `after` as the next generation with the current one's model and parameters,

@@ -309,3 +309,10 @@ def test_a_compressed_index_ranks_close_to_the_exact_one_and_takes_updates(tmp_p
         assert compressed[0] == exact[0] and len(set(exact) & set(compressed)) >= 8
     update_index(directory, deletes=[corpus[3].id], config=config())
     assert corpus[3].id not in Searcher.open(directory) and len(Searcher.open(directory)) == len(corpus) - 1
+
+
+def test_adding_what_a_sharded_index_holds_changes_nothing(tmp_path, corpus, encoder):
+    directory = build_sharded(tmp_path / "sharded", corpus, encoder, 2)
+    generation = generations.current(directory)
+    manifest = update_index(directory, upserts=corpus[:5], config=config())
+    assert generations.current(directory) == generation and manifest.parameters["stats_changed"] == 0
