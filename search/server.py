@@ -46,6 +46,12 @@ class SearchRequest(BaseModel):
     explain: bool = False
 
 
+# Answers other than 200 and 422 that the OpenAPI schema documents (checked by tests/test_api_fuzz.py).
+REFUSED = {400: {"description": "a query simqa refuses, e.g. not valid Unicode or too long; `detail` says why"}}
+TOO_LARGE = {413: {"description": "a request body over the size limit"}}
+UNKNOWN = {404: {"description": "no consultation with this id"}}
+
+
 def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None = None) -> FastAPI:
     """The app serving an index: a fixed Searcher, or a LiveSearcher that follows new generations."""
     current = source.get if isinstance(source, LiveSearcher) else lambda: source
@@ -76,7 +82,7 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         return {"status": "ok", "consultations": len(searcher), "model": searcher.manifest.model,
                 "generation": searcher.generation.name}
 
-    @app.get("/api/search")
+    @app.get("/api/search", responses=REFUSED)
     def search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the question")],
         k: K = 10,
@@ -89,7 +95,7 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         hits = current().search(q, k=k, mode=mode, department=department, explain=explain)
         return {"query": q, "hits": [h.to_dict() for h in hits]}
 
-    @app.post("/api/search")
+    @app.post("/api/search", responses={**REFUSED, **TOO_LARGE})
     def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
         if any(not q.strip() for q in request.queries):
             raise HTTPException(422, "queries must not be blank")
@@ -99,13 +105,13 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
                                         explain=request.explain)
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
 
-    @app.get("/api/similar/{consultation_id:path}")
+    @app.get("/api/similar/{consultation_id:path}", responses=UNKNOWN)
     def similar(consultation_id: str, k: K = 4, explain: Explain = False) -> dict:
         searcher = current()
         _known(searcher, consultation_id)
         return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k, explain=explain)]}
 
-    @app.get("/api/consultations/{consultation_id:path}")
+    @app.get("/api/consultations/{consultation_id:path}", responses=UNKNOWN)
     def consultation(consultation_id: str) -> dict:
         searcher = current()
         _known(searcher, consultation_id)
