@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,37 @@ def valid_unicode(text: str) -> bool:
     return True
 
 
+# Control characters but tab and newline (C0, DEL, C1): refused in ids, stripped from other text.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def check_id(value: str) -> str | None:
     """Why an id is unusable (empty, too long, control characters), or None if it is fine."""
     if not value.strip():
         return "empty id"
     if len(value) > MAX_ID_LENGTH:
         return f"id longer than {MAX_ID_LENGTH} characters"
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL.search(value) or "\t" in value or "\n" in value:
         return "id contains control characters"
     return None
+
+
+def without_controls(consultation: Consultation) -> Consultation:
+    """The consultation with control characters other than tab and newline stripped from every
+    text but its id (a CR of a CRLF export, a stray ESC or NUL): the policy where text enters,
+    applied by index.readers.read_sources to whatever a reader returns."""
+    def clean(record):
+        changed = {f.name: _CONTROL.sub("", value) for f in fields(record)
+                   if f.name != "id" or not isinstance(record, Consultation)
+                   if isinstance(value := getattr(record, f.name), str) and _CONTROL.search(value)}
+        return replace(record, **changed) if changed else record
+
+    consultation = clean(consultation)
+    panel = [clean(link) for link in consultation.panel]
+    faq = [clean(topic) for topic in consultation.related_faq]
+    if panel != consultation.panel or faq != consultation.related_faq:
+        consultation = replace(consultation, panel=panel, related_faq=faq)
+    return consultation
 
 
 def content_id(prefix: str, *parts: str) -> str:

@@ -172,3 +172,16 @@ def test_query_limits(searcher):
         searcher.search("a" * 100_000)
     with pytest.raises(SimqaError, match="empty query"):
         searcher.search("")
+
+
+def test_control_characters_are_stripped_from_text_and_refused_in_ids(tmp_path):
+    """The one policy where text enters: tab and newline kept, other control characters (a CRLF
+    export's CR, ESC, NUL, C1's NEL) stripped from every field but the id, which refuses them."""
+    record = {**GOOD, "question": "Line one\r\nline\ttwo \x1b[31mred\x1b[0m\x00", "title": "Tit\x85le",
+              "panel": [{"title": "Other\x07", "id": "c2"}]}
+    path = write(tmp_path / "export.jsonl", json.dumps(record) + "\n")
+    consultation = read_sources([path]).consultations[0]
+    assert consultation.question == "Line one\nline\ttwo [31mred[0m"
+    assert consultation.title == "Title" and consultation.panel[0].title == "Other"
+    write(tmp_path / "bad.jsonl", json.dumps({**GOOD, "id": "c\x851"}) + "\n")
+    assert "id contains control characters" in str(error_of(tmp_path / "bad.jsonl"))

@@ -80,3 +80,10 @@ def test_a_shard_built_with_collection_stats_scores_as_the_whole_collection(tmp_
             np.testing.assert_allclose(shard.scores(tokens), expected[i::3], rtol=1e-5, atol=1e-6)
     # without the collection's statistics a shard scores differently
     assert not np.allclose(local.scores(tokenize(QUERIES[0])), whole.scores(tokenize(QUERIES[0]))[0::3], rtol=1e-3)
+
+
+def test_text_is_nfkc_normalised_before_tokenising():
+    composed, decomposed = "caf\u00e9 au lait", "cafe\u0301 au lait"
+    assert tokenize(composed) == tokenize(decomposed)
+    assert tokenize("\ufb01brosis") == tokenize("fibrosis")  # the "fi" ligature
+    assert tokenize("\uff28\uff29\uff36 test") == tokenize("HIV test")  # full-width letters

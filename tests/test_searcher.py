@@ -197,3 +197,13 @@ def test_a_query_that_is_not_valid_unicode_is_refused(searcher):
         searcher.search("knee \ud800 pain")
     with pytest.raises(SimqaError, match="not valid Unicode"):
         searcher.search_many(["fine", "knee \udfff"])
+
+
+def test_a_query_in_one_unicode_form_finds_text_stored_in_another(tmp_path, encoder):
+    stored = Consultation(id="cafe", title="Coffee and heart rhythm", question="Does cafe\u0301 au lait trigger palpitations?",
+                          reply="Caffeine can.", doctor="A", department="Cardiology")
+    other = Consultation(id="knee", title="Knee pain", question="My knee hurts on stairs.", reply="Rest.", doctor="B",
+                         department="Orthopedics")
+    build_index([stored, other], tmp_path / "idx", BuildConfig(progress=False), encoder=encoder)
+    hits = Searcher.open(tmp_path / "idx").search("caf\u00e9", mode="bm25")
+    assert [h.id for h in hits] == ["cafe"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from index.consultation import Consultation
+from index.consultation import Consultation, without_controls
 from index.errors import ParseError
 from index.excerpts import merge_excerpts
 from index.readers.jsonl import read_jsonl
@@ -55,7 +55,7 @@ def read_sources(paths: Iterable[str | Path], skip_bad: bool = False, progress: 
     read: list[Consultation] = []
     for path in tqdm(files, desc="reading", unit="file", disable=not progress):
         try:
-            read.extend(READERS[path.suffix.lower()](path, read_text(path), on_error))
+            read.extend(without_controls(c) for c in READERS[path.suffix.lower()](path, read_text(path), on_error))
         except ParseError as error:
             on_error(error)
     result.consultations = _unique(merge_excerpts(read), on_error)
