@@ -1,6 +1,7 @@
 """Queries on the seeds index: the Similar Q&A panel, modes, filters, reopening, refusals."""
 
 import json
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
@@ -204,6 +205,7 @@ def test_a_query_in_one_unicode_form_finds_text_stored_in_another(tmp_path, enco
                           reply="Caffeine can.", doctor="A", department="Cardiology")
     other = Consultation(id="knee", title="Knee pain", question="My knee hurts on stairs.", reply="Rest.", doctor="B",
                          department="Orthopedics")
-    build_index([stored, other], tmp_path / "idx", BuildConfig(progress=False), encoder=encoder)
+    others = [replace(other, id=f"knee-{i}") for i in range(3)]  # BM25 gives a term in half the documents no weight
+    build_index([stored, other, *others], tmp_path / "idx", BuildConfig(progress=False), encoder=encoder)
     hits = Searcher.open(tmp_path / "idx").search("caf\u00e9", mode="bm25")
     assert [h.id for h in hits] == ["cafe"]
