@@ -104,17 +104,12 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
     if unchanged is not None and unchanged.parameters.get("content_sha256") == digest:
         stages.start("unchanged", "the index already holds exactly these consultations: nothing to write")
         return unchanged
-    work = generations.workspace(target)
-    try:
+    with generations.writing(target) as work:
         manifest = _write(consultations, work, config, encoder, stages)
         manifest.parameters["content_sha256"] = digest
         stages.stop()
         manifest.parameters["build_seconds"] = stages.seconds  # up to here; fsync and publish follow
         manifest.write(work)
-        generations.publish(target, work)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -68,6 +68,19 @@ def workspace(directory: Path) -> Path:
     return work
 
 
+@contextmanager
+def writing(directory: Path) -> Iterator[Path]:
+    """A workspace for the next generation (call under the writer lock): published when the
+    block ends, removed if it raises."""
+    work = workspace(directory)
+    try:
+        yield work
+        publish(directory, work)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
 def publish(directory: Path, work: Path) -> Path:
     """Make a finished workspace the current generation; returns its directory."""
     for path in (*work.rglob("*"), work):

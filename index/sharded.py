@@ -232,7 +232,8 @@ def _publish(directory: Path, current: Manifest | None, entries: list[dict], sta
     """Publish a top-level generation naming these shard generations (nothing if it would name
     the ones the current generation does). `model`: name, fingerprint, dimension, precision."""
     name, fingerprint, dimension, precision = model
-    sha = _stats_sha256(stats)
+    text = _stats_json(stats)  # a vocabulary's worth of JSON: made once, for its checksum and its file
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if current is not None and current.parameters["shards"] == entries and current.parameters["bm25_stats_sha256"] == sha \
             and current.parameters["stats_changed"] == changed:
         return current
@@ -257,14 +258,9 @@ def _publish(directory: Path, current: Manifest | None, entries: list[dict], sta
         },
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    work = generations.workspace(directory)
-    try:
-        (work / STATS).write_text(_stats_json(stats), encoding="utf-8")
+    with generations.writing(directory) as work:
+        (work / STATS).write_text(text, encoding="utf-8")
         manifest.write(work)
-        generations.publish(directory, work)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -312,4 +308,4 @@ def _stats_json(stats: dict[str, CollectionStats]) -> str:
 
 
 def _stats_sha256(stats: dict[str, CollectionStats]) -> str:
-    return hashlib.sha256(_stats_json(stats).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_stats_json(stats).encode("utf-8")).hexdigest()  # as _publish records it
