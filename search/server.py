@@ -52,6 +52,12 @@ TOO_LARGE = {413: {"description": "a request body over the size limit"}}
 UNKNOWN = {404: {"description": "no consultation with this id"}}
 
 
+def _invalid(location: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 for a rule the schema cannot state (blank text), in the shape of every other 422
+    (the schema's HTTPValidationError), so clients parse one error format."""
+    return RequestValidationError([{"loc": list(location), "msg": message, "type": "value_error"}])
+
+
 def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None = None) -> FastAPI:
     """The app serving an index: a fixed Searcher, or a LiveSearcher that follows new generations."""
     current = source.get if isinstance(source, LiveSearcher) else lambda: source
@@ -91,16 +97,16 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         explain: Explain = False,
     ) -> dict:
         if not q.strip():
-            raise HTTPException(422, "q must not be blank")
+            raise _invalid(("query", "q"), "q must not be blank")
         hits = current().search(q, k=k, mode=mode, department=department, explain=explain)
         return {"query": q, "hits": [h.to_dict() for h in hits]}
 
     @app.post("/api/search", responses={**REFUSED, **TOO_LARGE})
     def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
         if any(not q.strip() for q in request.queries):
-            raise HTTPException(422, "queries must not be blank")
+            raise _invalid(("body", "queries"), "queries must not be blank")
         if request.department is not None and not valid_unicode(request.department):
-            raise HTTPException(422, "department is not valid Unicode")
+            raise _invalid(("body", "department"), "department is not valid Unicode")
         results = current().search_many(request.queries, k=request.k, mode=request.mode, department=request.department,
                                         explain=request.explain)
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
