@@ -13,7 +13,7 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-scale-out serve
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-scale-out bench-topics serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-relevance: $(STAMP)
 		--out $(RESULTS)/suite/rqe
 	$(BIN)/simqa index seeds --index $(DEMO_INDEX) --quiet
 	$(BIN)/simqa bench panels --index $(DEMO_INDEX) | tee $(RESULTS)/seed-panels.txt
+
+# Related FAQ: MedQuAD's ~10,000 foci as topics, LiveQA-Med questions as queries (benchmarks/topics.py);
+# builds build/topics/index from the embedding cache (about 5 minutes once MedQuAD is cached).
+bench-topics: $(STAMP)
+	$(BIN)/python -m benchmarks.topics --out $(RESULTS)/topics --cache $(BENCH_CACHE)
 
 # The choice of the default fusion: the grid on every benchmark, leave-one-benchmark-out, and
 # txtai's hybrid on each (needs the indexes bench-relevance builds; txtai installed here only).

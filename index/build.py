@@ -11,11 +11,12 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 
-from index import generations, segment, vector_files
+from index import generations, segment, topics, vector_files
 from index.bm25 import B, K1, METHOD, CollectionStats
 from index.consultation import Consultation
 from index.embed import BATCH_SIZE, Encoder, model_fingerprint, resolve_model, threads
@@ -44,6 +45,7 @@ class BuildConfig:
     ray_cpus_per_actor: float = 1.0
     vectors: Path | None = None  # a directory of precomputed vectors in Parquet (index/vector_files.py)
     shard: ShardOf | None = None  # set by index/sharded.py for each shard it writes
+    topics: list[topics.Topic] | None = None  # a topics file's (index/topics.py); None: kept as the index has them, or gathered
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,17 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
                           dimension=_known_dimension(target, config), precision=config.precision)
     if config.vectors is not None:
         vector_files.remember(encoder, consultations, config.vectors, config.passage_words, config.max_passages, config.progress)
-    digest = _content_digest(consultations, config, encoder.fingerprint)
+    listed = None if config.shard is not None else chosen_topics(lambda: consultations, config, target, encoder)
+    digest = _content_digest(consultations, config, encoder.fingerprint, listed)
     unchanged = _current_manifest(target)
     if unchanged is not None and unchanged.parameters.get("content_sha256") == digest:
         stages.start("unchanged", "the index already holds exactly these consultations: nothing to write")
         return unchanged
     with generations.writing(target) as work:
         manifest = _write(consultations, work, config, encoder, stages)
+        if listed is not None:
+            stages.start("topics", f"storing {len(listed[0])} Related FAQ topics")
+            manifest.parameters["topics"] = write_topics(work, *listed, encoder)
         manifest.parameters["content_sha256"] = digest
         stages.stop()
         manifest.parameters["build_seconds"] = stages.seconds  # up to here; fsync and publish follow
@@ -130,13 +136,43 @@ def _known_dimension(target: Path, config: BuildConfig) -> int | None:
     return manifest.dimension if manifest is not None and manifest.model_fingerprint == fingerprint else None
 
 
-def _content_digest(consultations: list[Consultation], config: BuildConfig, model_fingerprint_: str) -> str:
-    """SHA-256 of everything a generation is made from: the consultations in order, the model and
-    the parameters. Equal digests mean an identical index, so a rebuild can be skipped."""
+def chosen_topics(consultations: Callable[[], list[Consultation]], config: BuildConfig, target: Path,
+                  encoder: Encoder) -> tuple[list[topics.Topic], str]:
+    """The topic list a new generation of `target` holds, and where it comes from: the build's
+    topics file ("file"), else the file topics the index holds already (an update or a rebuild
+    keeps them), else the Related FAQ entries of the collection's `consultations()` ("gathered").
+    The current generation's name vectors are remembered, so only new names are embedded."""
+    current = _current_manifest(target)
+    stored = topics.StoredTopics.open(generations.current(target)) if current is not None else None
+    if stored is not None and stored.topics:
+        encoder.remember(topics.name_texts(stored.topics), stored.vectors)
+    if config.topics is not None:
+        return config.topics, "file"
+    if stored is not None and current.parameters.get("topics", {}).get("source") == "file":
+        return stored.topics, "file"
+    return topics.gather_topics(consultations()), "gathered"
+
+
+def topics_entry(listed: list[topics.Topic], source: str) -> dict:
+    """What a manifest records of a topic list."""
+    return {"source": source, "count": len(listed), "names": len(topics.name_texts(listed)), "sha256": topics.digest(listed)}
+
+
+def write_topics(work: Path, listed: list[topics.Topic], source: str, encoder: Encoder) -> dict:
+    """Store a topic list and its name vectors in a workspace; what the manifest records of it."""
+    topics.write(work, listed, encoder.embed(topics.name_texts(listed)))
+    return topics_entry(listed, source)
+
+
+def _content_digest(consultations: list[Consultation], config: BuildConfig, model_fingerprint_: str,
+                    listed: tuple[list[topics.Topic], str] | None) -> str:
+    """SHA-256 of everything a generation is made from: the consultations in order, the model,
+    the parameters and the topics. Equal digests mean an identical index, so a rebuild can be skipped."""
     digest = hashlib.sha256()
     shard = None if config.shard is None else [config.shard.number, config.shard.shards, config.shard.stats_sha256, config.shard.vectors]
+    held = None if listed is None else [listed[1], topics.digest(listed[0])]
     settings = [FORMAT_VERSION, TOKENIZER, model_fingerprint_, config.passage_words, config.max_passages, config.vector_index,
-                config.precision, shard]
+                config.precision, shard, held]
     digest.update(json.dumps(settings).encode())
     for c in consultations:
         digest.update(json.dumps(c.to_dict(), ensure_ascii=False, sort_keys=True).encode("utf-8"))

@@ -3,7 +3,8 @@
     DIR/CURRENT, DIR/gen-N/    the top level's generations (index/generations.py); each holds a
                                manifest.json listing the shards, the generation of each that it
                                answers with and that generation's manifest checksum, and
-                               bm25_stats.json, the collection's BM25 statistics
+                               bm25_stats.json, the collection's BM25 statistics, and its
+                               Related FAQ topics (index/topics.py)
     DIR/shard-000/, ...        one complete index per shard, its own generations and manifest
                                (`simqa verify DIR/shard-000` checks it alone)
 
@@ -38,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index import generations, segment, vector_files
+from index import generations, segment, topics, vector_files
 from index.bm25 import B, K1, METHOD, CollectionStats
-from index.build import BuildConfig, ShardOf, write_generation
+from index.build import BuildConfig, ShardOf, chosen_topics, topics_entry, write_generation, write_topics
 from index.consultation import Consultation
 from index.embed import Encoder, model_fingerprint, resolve_model
 from index.errors import IndexFormatError, SimqaError
@@ -153,9 +154,11 @@ def build(consultations: list[Consultation], target: Path, shards: int, config: 
         encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=dimension, precision=config.precision)
     if config.vectors is not None:
         vector_files.remember(encoder, consultations, config.vectors, config.passage_words, config.max_passages, config.progress)
+    listed = chosen_topics(lambda: consultations, config, target, encoder)
     texts = embedded_texts(consultations, config.passage_words, config.max_passages)
-    every = texts.questions + texts.flat_passages
+    every = texts.questions + texts.flat_passages + topics.name_texts(listed[0])
     vectors = runner.embed(encoder, every) if every else np.zeros((0, encoder.dimension), dtype=np.float32)
+    encoder.remember(every, vectors)
     known = dict(zip(every, vectors))
     config = replace(config, model=encoder.name, vectors=None)  # the shards' writers get the vectors from here
     stats = _sum_stats(runner.map(segment.field_stats, groups))
@@ -165,7 +168,7 @@ def build(consultations: list[Consultation], target: Path, shards: int, config: 
                  known) for number, group in enumerate(groups)]
     entries = runner.map(write_shard, jobs)
     model = (encoder.name, encoder.fingerprint, encoder.dimension, encoder.precision)
-    return _publish(target, current, entries, stats, model, config, changed=0)
+    return _publish(target, current, entries, stats, model, config, 0, listed, encoder)
 
 
 def update(directory: Path, upserts: list[Consultation], deletes: list[str], config: BuildConfig, force_refresh: bool = False) -> Manifest:
@@ -208,10 +211,13 @@ def update(directory: Path, upserts: list[Consultation], deletes: list[str], con
             manifest = change.write(replace(config, shard=ShardOf(number, shards, stats, sha, counts)))
             entries[number] = _entry(change.directory, generations.current(change.directory), manifest)
         params = current.parameters
-        config = replace(config, passage_words=params["passage_words"], max_passages=params["max_passages"],
+        config = replace(config, model=current.model, passage_words=params["passage_words"], max_passages=params["max_passages"],
                          vector_index=params["vector_index_choice"])
         model = (current.model, current.model_fingerprint, current.dimension, params["embedding_precision"])
-        return _publish(directory, current, [entries[n] for n in range(shards)], stats, model, config, changed)
+        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=current.dimension,
+                          precision=config.precision)
+        listed = chosen_topics(lambda: _consultations(directory, current, read), config, directory, encoder)
+        return _publish(directory, current, [entries[n] for n in range(shards)], stats, model, config, changed, listed, encoder)
 
 
 def refresh(directory: Path, config: BuildConfig | None = None) -> Manifest:
@@ -227,15 +233,30 @@ def _job(directory: Path, group: list[Consultation], config: BuildConfig, dimens
     return ShardJob(directory, group, config, dimension, own, vectors)
 
 
+def _consultations(directory: Path, current: Manifest, read: dict[int, Change]) -> list[Consultation]:
+    """Every consultation of a sharded index being updated: the changed shards' new ones, the
+    others' as stored (gathered topics are the whole collection's)."""
+    out = []
+    for entry in current.parameters["shards"]:
+        if entry["number"] in read:
+            out += read[entry["number"]].after
+        else:
+            store = segment.Segment.open_store(directory / entry["directory"] / entry["generation"])
+            out += store.get(list(range(len(store))))
+            store.close()
+    return out
+
+
 def _publish(directory: Path, current: Manifest | None, entries: list[dict], stats: dict[str, CollectionStats],
-             model: tuple[str, str, int, str], config: BuildConfig, changed: int) -> Manifest:
-    """Publish a top-level generation naming these shard generations (nothing if it would name
-    the ones the current generation does). `model`: name, fingerprint, dimension, precision."""
+             model: tuple[str, str, int, str], config: BuildConfig, changed: int,
+             listed: tuple[list[topics.Topic], str], encoder: Encoder) -> Manifest:
+    """Publish a top-level generation naming these shard generations and holding these topics
+    (nothing if it would be the current one). `model`: name, fingerprint, dimension, precision."""
     name, fingerprint, dimension, precision = model
     text = _stats_json(stats)  # a vocabulary's worth of JSON: made once, for its checksum and its file
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if current is not None and current.parameters["shards"] == entries and current.parameters["bm25_stats_sha256"] == sha \
-            and current.parameters["stats_changed"] == changed:
+            and current.parameters["stats_changed"] == changed and current.parameters.get("topics") == topics_entry(*listed):
         return current
     counts = {key: sum(e["counts"][key] for e in entries) for key in ("consultations", "excerpts", "reply_passages")}
     counts.update(vocabulary_question=len(stats["question"].document_frequency), vocabulary_reply=len(stats["reply"].document_frequency))
@@ -260,6 +281,7 @@ def _publish(directory: Path, current: Manifest | None, entries: list[dict], sta
     )
     with generations.writing(directory) as work:
         (work / STATS).write_text(text, encoding="utf-8")
+        manifest.parameters["topics"] = write_topics(work, *listed, encoder)
         manifest.write(work)
     return manifest
 

@@ -1,4 +1,4 @@
-"""The `simqa` command: index, texts, add, delete, refresh-stats, verify, search, similar, serve, panels, bench, list.
+"""The `simqa` command: index, texts, add, delete, refresh-stats, verify, search, similar, related-faq, serve, panels, bench, list.
 
 argparse (standard library) rather than click or typer: subcommands, typed options and help are
 all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
@@ -30,6 +30,7 @@ from index import vector_files
 from index.consultation import valid_unicode
 from index.embed import PRECISIONS
 from index.embed_cache import default_cache_path
+from index.topics import read_topics
 from index.manifest import Manifest
 from index.passages import MAX_PASSAGES, PASSAGE_WORDS
 from index.vectors import KINDS
@@ -41,7 +42,7 @@ from search.bench import (
     read_queries,
 )
 from search.fusion import MODES
-from search.panel import render_panel, terminal_safe
+from search.panel import render_panel, render_related_faq, terminal_safe
 from search.searcher import Hit, Searcher
 
 
@@ -84,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="embed on Ray Data and write shards as Ray tasks: a cluster address, or 'local' to start Ray here")
     index.add_argument("--ray-actors", type=_positive, default=1, metavar="N", help="embedding actors on Ray (each loads the model once)")
     index.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="CPUS", help="CPUs (and model threads) per actor")
+    index.add_argument("--topics", type=Path, metavar="FILE",
+                       help="Related FAQ topics, JSONL of {topic, department, synonyms, url} (default: kept as the index has "
+                            "them, else gathered from the consultations' own Related FAQ lists)")
     index.set_defaults(run=_index)
 
     texts = commands.add_parser("texts", help="write the texts an index embeds (Parquet), for your own embedding pipeline")
@@ -130,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     _explain_option(similar)
     _format_option(similar)
     similar.set_defaults(run=_similar)
+
+    faq = commands.add_parser("related-faq", help="the Related FAQ topics of a free-text question or a stored consultation")
+    faq.add_argument("text", nargs="?", type=_unicode_text, help="free text (or give --id)")
+    faq.add_argument("--id", help="a stored consultation's id")
+    _index_option(faq)
+    _k_option(faq, 8)
+    _format_option(faq)
+    faq.set_defaults(run=_related_faq)
 
     bench = commands.add_parser("bench", help="relevance benchmarks on your own data")
     benches = bench.add_subparsers(required=True, metavar="BENCH")
@@ -254,10 +266,12 @@ def _read(args: argparse.Namespace) -> list:
 
 def _index(args: argparse.Namespace) -> int:
     progress = not args.quiet
-    consultations = _read(args)
     cache = None if args.no_cache else Path(args.cache)
+    topics = read_topics(args.topics) if args.topics is not None else None  # before the sources: a bad file fails fast
+    consultations = _read(args)
     config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache, precision=args.precision,
-                         vectors=args.vectors, shards=args.shards, ray=args.ray, ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor)
+                         vectors=args.vectors, shards=args.shards, ray=args.ray, ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor,
+                         topics=topics)
     manifest = build_index(consultations, args.index, config)
     counts = manifest.counts
     shards = f" ({sharded.count(manifest)} shards)" if sharded.is_sharded(manifest) else ""
@@ -334,6 +348,19 @@ def _search(args: argparse.Namespace) -> int:
 def _similar(args: argparse.Namespace) -> int:
     hits = Searcher.open(args.index).similar(args.id, k=args.k, department=args.department, explain=args.explain)
     _print_hits(hits, args.format)
+    return 0
+
+
+def _related_faq(args: argparse.Namespace) -> int:
+    if (args.text is None) == (args.id is None):
+        raise SimqaError("give a text or --id, not both")
+    topics = Searcher.open(args.index).related_faq(text=args.text, consultation_id=args.id, k=args.k)
+    if args.format == "json":
+        print(json.dumps([t.to_dict() for t in topics], ensure_ascii=False, indent=2))
+    elif topics:
+        print(render_related_faq(topics))
+    else:
+        print("no Related FAQ topics (the index holds none, or none matched)")
     return 0
 
 

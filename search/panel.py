@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from search.searcher import Hit
+from search.topics import TopicHit
 
 # What a stored text must not send to a terminal raw: C0 and C1 control characters and DEL
 # (ESC sequences clear the screen or retitle the window, CR and BS overwrite what was shown) and
@@ -47,3 +48,9 @@ def explanation(hit: Hit) -> str:
         raw = "absent" if part["raw"] is None else f"{part['raw']:.4f}"
         lines.append(f"    {signal:<15} raw {raw:>8} -> {part['normalized']:+.4f} x {part['weight']:g} = {part['contribution']:+.4f}")
     return "\n".join(lines)
+
+
+def render_related_faq(topics: list[TopicHit]) -> str:
+    """The Related FAQ list as the seed pages show it: `Topic(Department)` per line."""
+    lines = [terminal_safe(f"{t.topic}({t.department})" if t.department else t.topic) for t in topics]
+    return "Related FAQ\n" + "\n".join(lines)

@@ -27,6 +27,8 @@ from index.text import tokenize
 from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
 from search.shard import Candidates, Clock, Proposals, Query, Shard
 from search.snippets import excerpt, matched_terms
+from search.topics import SIGNALS as TOPIC_SIGNALS, VOTERS, TopicFinder, TopicHit
+from index.topics import StoredTopics
 
 # The model runs on ONNX Runtime for queries (index/onnx_runner.py); SIMQA_QUERY_BACKEND=torch
 # keeps it on torch.
@@ -76,6 +78,7 @@ class Searcher:
         self._offsets = np.cumsum([0] + [len(shard.store) for shard in self.shards])
         # Fusions choose their weights by this (Fusion.for_index), over the whole collection.
         self.has_replies = bool(manifest.counts.get("reply_passages", 0))
+        self.topics = TopicFinder(StoredTopics.open(generation))  # the collection's, at the top level of a sharded index
 
     @classmethod
     def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None) -> "Searcher":
@@ -160,6 +163,34 @@ class Searcher:
         fusion = (fusion or MODES["hybrid"]).for_index(self.has_replies)
         queries = self._stored_queries(consultation_ids)
         return self._answer_many(queries, [None] * len(queries), k, fusion, None, False)
+
+    def related_faq(self, text: str | None = None, consultation_id: str | None = None, k: int = 8,
+                    signals: tuple[str, ...] = TOPIC_SIGNALS) -> list[TopicHit]:
+        """The Related FAQ topics of a free-text question or of a stored consultation, best first
+        (search/topics.py); an empty list for an index without topics. A stored consultation is
+        matched by its question and stored vector, and its own Related FAQ entries vote first."""
+        if (text is None) == (consultation_id is None):
+            raise SimqaError("related_faq takes a text or a consultation id, not both or neither")
+        if not len(self.topics):
+            return []
+        fusion = MODES["hybrid"].for_index(self.has_replies)
+        if text is not None:
+            # The query's vector only for the signals that use it: votes (the search) and dense.
+            query = self._text_query(text, (set(fusion.active) if "votes" in signals else set()) |
+                                     ({"dense_question"} if "dense" in signals else set()))
+            voters = self._nearest(query, fusion, VOTERS) if "votes" in signals else []
+        else:
+            query = self._stored_queries([consultation_id])[0]
+            own = self.get(consultation_id)
+            text = own.question_text()
+            voters = [own] + self._nearest(query, fusion, VOTERS - 1) if "votes" in signals else []
+        scores = self.topics.signals(text, query.question_vector if "dense" in signals else None, voters)
+        return self.topics.rank(scores, k, signals)
+
+    def _nearest(self, query: Query, fusion: Fusion, k: int) -> list[Consultation]:
+        """The k consultations Similar Q&A would list for a query, without building hits."""
+        candidates = self._candidates(query, fusion.active, max(fusion.depth, k), None, Clock(None))
+        return self._consultations(_top(candidates.rows, candidates.scores, fusion, k, False, self._id_array)[0])
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
         """Ids of the union of each signal's top `depth`, and every signal's score of each.

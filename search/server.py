@@ -117,6 +117,23 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         _known(searcher, consultation_id)
         return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k, explain=explain)]}
 
+    @app.get("/api/related-faq", responses={**REFUSED, **UNKNOWN})
+    def related_faq(
+        q: Annotated[str | None, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="free text (or give id)")] = None,
+        id: Annotated[str | None, Query(description="a stored consultation's id (or give q)")] = None,
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="number of topics")] = 8,
+    ) -> dict:
+        """The Related FAQ topics of a question or a consultation; an empty list for an index without topics."""
+        if (q is None) == (id is None):
+            raise _invalid(("query", "q"), "give q or id, not both")
+        if q is not None and not q.strip():
+            raise _invalid(("query", "q"), "q must not be blank")
+        searcher = current()
+        if id is not None:
+            _known(searcher, id)
+        topics = searcher.related_faq(text=q, consultation_id=id, k=k)
+        return {"query": q, "id": id, "topics": [t.to_dict() for t in topics]}
+
     @app.get("/api/consultations/{consultation_id:path}", responses=UNKNOWN)
     def consultation(consultation_id: str) -> dict:
         searcher = current()

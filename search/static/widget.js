@@ -3,7 +3,8 @@
  * On the host page:
  *   <div data-simqa-similar="CONSULTATION_ID"></div>     (or data-simqa-query="free text")
  *   <script src="https://YOUR-SIMQA-SERVER/widget.js" defer></script>
- * Optional: data-simqa-k="4" (1..50).
+ * Optional: data-simqa-k="4" (1..50); data-simqa-faq-k="8" topics in the Related FAQ list shown
+ * under the panel (0: no list; an index without topics shows none).
  *
  * Every text from the index is set with textContent, never parsed as HTML, so a consultation
  * containing <script> or <img onerror=...> shows as text. Links are http(s) only.
@@ -47,16 +48,47 @@
     box.appendChild(panel);
   }
 
+  function renderFaq(box, topics) {
+    if (!topics.length) return;
+    var section = el("section", "simqa-faq");
+    section.appendChild(el("h3", "simqa-heading", "Related FAQ"));
+    var list = el("ul", "simqa-topics");
+    topics.forEach(function (topic) {
+      var label = topic.department ? topic.topic + "(" + topic.department + ")" : topic.topic;
+      var item = el("li", "simqa-topic");
+      if (/^https?:\/\//i.test(topic.url || "")) {
+        var a = el("a", "simqa-topic-link", label);
+        a.href = topic.url;
+        item.appendChild(a);
+      } else {
+        item.textContent = label;
+      }
+      list.appendChild(item);
+    });
+    section.appendChild(list);
+    box.appendChild(section);
+  }
+
+  function json(url) {
+    return fetch(url).then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); });
+  }
+
   function load(box) {
     var id = box.getAttribute("data-simqa-similar");
     var query = box.getAttribute("data-simqa-query");
     var k = encodeURIComponent(box.getAttribute("data-simqa-k") || "4");
+    var faqK = box.getAttribute("data-simqa-faq-k") || "8";
     var url = id
       ? base + "/api/similar/" + encodeURIComponent(id) + "?k=" + k
       : base + "/api/search?q=" + encodeURIComponent(query || "") + "&k=" + k;
-    fetch(url)
-      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
-      .then(function (data) { render(box, data.hits); })
+    var faqUrl = base + "/api/related-faq?" + (id ? "id=" + encodeURIComponent(id) : "q=" + encodeURIComponent(query || "")) +
+      "&k=" + encodeURIComponent(faqK);
+    json(url)
+      .then(function (data) {
+        render(box, data.hits);
+        // The topics come after the panel: a failure here leaves the panel as it is.
+        if (faqK !== "0") return json(faqUrl).then(function (faq) { renderFaq(box, faq.topics); }, function () {});
+      })
       .catch(function () { box.textContent = ""; });
   }
 
@@ -69,7 +101,9 @@
       ".simqa-entry{border-top:1px solid #ddd;padding:.6rem 0}" +
       ".simqa-title{font-weight:600;color:#0b5cad;text-decoration:none}" +
       ".simqa-entry p{margin:.25rem 0}.simqa-doctor{color:#555;font-size:.9em}" +
-      ".simqa-more{font-size:.9em;color:#0b5cad}";
+      ".simqa-more{font-size:.9em;color:#0b5cad}" +
+      ".simqa-topics{list-style:none;padding:0;margin:.3rem 0}.simqa-topic{padding:.15rem 0}" +
+      ".simqa-topic-link{color:#0b5cad;text-decoration:none}";
     document.head.appendChild(css);
   }
 

@@ -1,0 +1,134 @@
+"""Related FAQ benchmark: MedQuAD's foci as the topic list, LiveQA-Med questions as queries.
+
+Topics: every MedQuAD Focus (case folded: one topic per name), with the union of its documents'
+FocusAnnotations synonyms, the UMLS semantic group its documents give most as the department,
+and its first document's url. The index is the main benchmark's corpus with each consultation's
+Related FAQ list made of its document's focus, which is what a site's own lists are: the topics
+of a page. Relevant topics of a question: the foci of the MedQuAD answers judged 3-Incomplete or
+4-Excellent for it. The questions' own FOCUS and TYPE annotations are never read.
+
+    python -m benchmarks.topics [--out benchmarks/results/topics] [--cache FILE]
+
+Prints and writes Success@1, Success@5 and MRR@10 per signal alone and for the default, on the
+original questions and on the NLM summaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import ir_measures
+from ir_measures import RR, Success
+
+from benchmarks.liveqa import load_qrels, load_queries
+from benchmarks.medquad import MEDQUAD, load_medquad
+from index.build import BuildConfig, build_index
+from index.consultation import FaqTopic
+from index.topics import Topic, read_topics, topic_key
+from search.searcher import Searcher
+from search.topics import SIGNALS
+
+RELEVANT_GRADE = 3  # 3-Incomplete or 4-Excellent
+MEASURES = (Success @ 1, Success @ 5, RR @ 10)
+# "names + dense" is what the default becomes where consultations carry no Related FAQ lists (no votes).
+RUNS = {"names": ("names",), "dense": ("dense",), "votes": ("votes",), "names + dense": ("names", "dense"), "default": SIGNALS}
+
+
+def medquad_topics(root: Path = MEDQUAD) -> list[Topic]:
+    """One topic per distinct focus, in file order."""
+    names: dict[str, str] = {}
+    synonyms: dict[str, dict[str, None]] = {}
+    groups: dict[str, Counter] = {}
+    urls: dict[str, str] = {}
+    for path in sorted(root.glob("*/*.xml")):
+        document = ET.parse(path).getroot()
+        focus = " ".join((document.findtext("Focus") or "").split())
+        if not focus:
+            continue
+        key = topic_key(focus)
+        names.setdefault(key, focus)
+        urls.setdefault(key, document.get("url", ""))
+        synonyms.setdefault(key, {}).update((" ".join(s.text.split()), None) for s in document.iter("Synonym") if s.text and s.text.strip())
+        groups.setdefault(key, Counter()).update(g.text.strip() for g in document.iter("SemanticGroup") if g.text and g.text.strip())
+    return [Topic(names[k], groups[k].most_common(1)[0][0] if groups[k] else "", [s for s in synonyms[k] if topic_key(s) != k], urls[k])
+            for k in names]
+
+
+def write_topics_file(path: Path, topics: list[Topic]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for t in topics:
+            f.write(json.dumps({"topic": t.topic, "department": t.department, "synonyms": t.synonyms, "url": t.url}, ensure_ascii=False) + "\n")
+
+
+def topic_qrels(topics: list[Topic]) -> dict[str, dict[str, int]]:
+    """qid -> {topic key: 1} for the foci of its answers judged 3 or 4."""
+    focus = {c.id: topic_key(c.title) for c in load_medquad()}
+    known = {t.key for t in topics}
+    out: dict[str, dict[str, int]] = {}
+    for qid, answer, grade in load_qrels():
+        if grade >= RELEVANT_GRADE and focus.get(answer) in known:
+            out.setdefault(qid, {})[focus[answer]] = 1
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/topics"))
+    parser.add_argument("--work", type=Path, default=Path("build/topics"))
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/embeddings.sqlite"))
+    args = parser.parse_args()
+
+    topics_file = args.work / "topics.jsonl"
+    write_topics_file(topics_file, medquad_topics())
+    topics = read_topics(topics_file)  # as a user's file is read
+    consultations = [replace(c, related_faq=[FaqTopic(c.title, "")]) for c in load_medquad()]
+    started = time.perf_counter()
+    build_index(consultations, args.work / "index", BuildConfig(cache=args.cache, topics=topics, progress=False))
+    build_seconds = time.perf_counter() - started
+    searcher = Searcher.open(args.work / "index")
+    qrels = topic_qrels(topics)
+    results: dict = {"topics": len(topics), "names": sum(len(t.names) for t in topics), "queries_with_relevant": len(qrels),
+                     "build_seconds": round(build_seconds, 1), "settings": {}}
+    searcher.related_faq(text="warm up: the query encoder loads and name matching is set up here", k=1)
+    for setting in ("original", "summary"):
+        queries = {q: t for q, t in load_queries(setting).items() if q in qrels}
+        table = {}
+        for run, signals in RUNS.items():
+            started = time.perf_counter()
+            ranked = {q: searcher.related_faq(text, k=10, signals=signals) for q, text in queries.items()}
+            seconds = (time.perf_counter() - started) / len(queries)
+            scored = [ir_measures.ScoredDoc(q, topic_key(h.topic), -h.rank) for q, hits in ranked.items() for h in hits]
+            measured = ir_measures.calc_aggregate(MEASURES, _qrels(qrels), scored)
+            table[run] = {str(m): round(measured[m], 4) for m in MEASURES} | {"ms_per_query": round(seconds * 1000, 1)}
+            print(setting, run, table[run], flush=True)
+        results["settings"][setting] = table
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (args.out / "results.md").write_text(_markdown(results), encoding="utf-8")
+    print(_markdown(results))
+
+
+def _qrels(qrels: dict[str, dict[str, int]]) -> list:
+    return [ir_measures.Qrel(q, d, g) for q, docs in qrels.items() for d, g in docs.items()]
+
+
+def _markdown(results: dict) -> str:
+    lines = [f"# Related FAQ: LiveQA-Med 2017 questions -> MedQuAD foci ({results['topics']:,} topics, {results['names']:,} names)",
+             "", f"{results['queries_with_relevant']} questions have a relevant topic (a focus of an answer judged 3 or 4).", ""]
+    for setting, table in results["settings"].items():
+        lines += [f"## {setting} questions", "", "| run | Success@1 | Success@5 | MRR@10 | ms/query |", "|---|---|---|---|---|"]
+        for run, row in table.items():
+            lines.append(f"| {run} | {row['Success@1']:.3f} | {row['Success@5']:.3f} | {row['RR@10']:.3f} | {row['ms_per_query']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Related FAQ: the topics of a text or of a stored consultation, from three signals.
+
+- names: the topic's names (topic and synonyms) found in the text, word by word after the BM25
+  tokenizer, so "tremors" finds "Tremor". A word matches a name word exactly or, from
+  FUZZY_CHARS characters on, by rapidfuzz's ratio of at least FUZZY_RATIO ("antiphosoholipid",
+  "wieddeman": the consumer spellings the issue lists). A name scores the IDF weight of its words
+  found times the fraction of its weight found, so a name found whole beats a longer one found in
+  part, and "syndrome" alone finds nothing; a topic scores its best name.
+- dense: the query vector's best cosine over the topic's name vectors (index/topics.py stores them).
+- votes: the Related FAQ topics of the nearest consultations, as Similar Q&A ranks them, the
+  consultation at rank r voting 1 / r (a stored consultation votes for its own topics first).
+The default ranks by votes and adds the reciprocal ranks of names and dense (1 / (RRF_K + rank),
+RRF_K = 60 as Cormack et al. chose, each signal ranking only the topics it scores): at most
+2 / 61, less than one vote from rank 10, so the pages' own lists decide, the text's direct
+evidence orders topics voted alike and fills the list after them, and with no votes at all (an
+index whose consultations carry no Related FAQ lists) the fusion is RRF of names and dense.
+Nothing is fitted: votes alone were the strongest signal on the benchmark and RRF of the other
+two beat either of them (benchmarks/README.md, "Related FAQ").
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from rapidfuzz import fuzz, process
+from scipy import sparse
+
+from index.consultation import Consultation
+from index.text import tokenize
+from index.topics import StoredTopics, name_texts, topic_key
+
+SIGNALS = ("names", "dense", "votes")
+FUZZY_CHARS = 6  # shorter words match exactly only: at 5 letters one typo is another word
+FUZZY_RATIO = 85.0  # rapidfuzz ratio, 0..100: 2 edits in 8+8 letters
+MIN_COVERAGE = 0.5  # of a name's IDF weight, for the name to count as found
+VOTERS = 10  # nearest consultations whose topics vote
+RRF_K = 60
+
+
+@dataclass
+class TopicHit:
+    """One suggested topic: as a page lists it (topic, department, url), its score and each signal's."""
+
+    topic: str
+    department: str
+    url: str
+    rank: int
+    score: float
+    scores: dict[str, float | None]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TopicFinder:
+    """The topics of one index, ready to rank against a query; name matching is set up on first use."""
+
+    def __init__(self, stored: StoredTopics) -> None:
+        self.topics = stored.topics
+        self.vectors = stored.vectors
+        self._name_starts = np.flatnonzero(np.r_[True, np.diff(stored.name_topic) != 0]) if len(stored.name_topic) else np.zeros(0, int)
+        # A consultation's Related FAQ entry names a topic by its name or a synonym; own names win.
+        self._by_key = {topic_key(name): number for number, topic in enumerate(self.topics) for name in topic.synonyms}
+        self._by_key.update((topic.key, number) for number, topic in enumerate(self.topics))
+        self._lock = threading.Lock()
+        self._names: _NameMatcher | None = None
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    def signals(self, text: str, vector: np.ndarray | None, voters: list[Consultation]) -> dict[str, np.ndarray]:
+        """Each signal's score of every topic (NaN: nothing to say about it)."""
+        out = {"names": self._name_matcher().scores(tokenize(text), self._name_starts)}
+        if vector is not None:
+            out["dense"] = np.maximum.reduceat(self.vectors @ vector, self._name_starts)
+        votes = np.zeros(len(self.topics))
+        for rank, consultation in enumerate(voters, 1):
+            for number in {self._by_key.get(topic_key(entry.topic)) for entry in consultation.related_faq} - {None}:
+                votes[number] += 1.0 / rank
+        out["votes"] = votes
+        return {signal: np.where(values > 0, values, np.nan) if signal != "dense" else values for signal, values in out.items()}
+
+    def rank(self, scores: dict[str, np.ndarray], k: int, signals: tuple[str, ...] = SIGNALS) -> list[TopicHit]:
+        """The k best topics by the fusion of `signals` (the module docstring; one signal: its own score)."""
+        active = [s for s in signals if s in scores]
+        if not active or not len(self.topics):
+            return []
+        if len(active) == 1:
+            fused = scores[active[0]]
+        else:
+            fused = np.nan_to_num(scores["votes"]) if "votes" in active else np.zeros(len(self.topics))
+            for signal in set(active) - {"votes"}:
+                fused += _reciprocal_ranks(scores[signal])
+            fused[fused == 0] = np.nan
+        found = np.flatnonzero(~np.isnan(fused))
+        order = found[np.lexsort((found, -fused[found]))][:k]
+        return [TopicHit(self.topics[n].topic, self.topics[n].department, self.topics[n].url, at + 1, float(fused[n]),
+                         {s: None if np.isnan(v[n]) else float(v[n]) for s, v in scores.items()})
+                for at, n in enumerate(order)]
+
+    def _name_matcher(self) -> "_NameMatcher":
+        with self._lock:
+            if self._names is None:
+                self._names = _NameMatcher(name_texts(self.topics))
+        return self._names
+
+
+class _NameMatcher:
+    """Topic names as a sparse matrix of their words' IDF weights, for matching a text's words."""
+
+    def __init__(self, names: list[str]) -> None:
+        tokens = [list(dict.fromkeys(tokenize(n))) for n in names]
+        self.vocabulary = sorted({t for ts in tokens for t in ts})
+        self._index = {t: i for i, t in enumerate(self.vocabulary)}
+        self._long = [t for t in self.vocabulary if len(t) >= FUZZY_CHARS]
+        self._long_index = np.array([self._index[t] for t in self._long], dtype=np.int64)
+        rows = np.repeat(np.arange(len(tokens)), [len(ts) for ts in tokens])
+        columns = np.array([self._index[t] for ts in tokens for t in ts], dtype=np.int64)
+        df = np.bincount(columns, minlength=len(self.vocabulary))
+        idf = np.log(1.0 + len(names) / np.maximum(df, 1))
+        self.weights = sparse.csr_matrix((idf[columns], (rows, columns)), shape=(len(names), len(self.vocabulary)))
+        self.totals = np.asarray(self.weights.sum(axis=1)).ravel()
+
+    def scores(self, tokens: list[str], name_starts: np.ndarray) -> np.ndarray:
+        """Each topic's best name score for these query tokens (0: no name found)."""
+        found = np.zeros(len(self.vocabulary))
+        words = list(dict.fromkeys(tokens))
+        found[[self._index[t] for t in words if t in self._index]] = 1.0
+        unknown = [t for t in words if t not in self._index and len(t) >= FUZZY_CHARS]
+        if unknown and self._long:
+            ratios = process.cdist(unknown, self._long, scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO, dtype=np.uint8)
+            np.maximum.at(found, self._long_index, ratios.max(axis=0) / 100.0)
+        matched = self.weights @ found
+        coverage = np.divide(matched, self.totals, out=np.zeros_like(matched), where=self.totals > 0)
+        names = np.where(coverage >= MIN_COVERAGE, matched * coverage, 0.0)
+        return np.maximum.reduceat(names, name_starts) if len(name_starts) else names
+
+
+def _reciprocal_ranks(values: np.ndarray) -> np.ndarray:
+    """1 / (RRF_K + rank) of each topic the signal scores (ties share the better rank), 0 elsewhere."""
+    out = np.zeros(len(values))
+    scored = np.flatnonzero(~np.isnan(values))
+    if len(scored):
+        ordered = -values[scored]
+        ranks = np.searchsorted(np.sort(ordered), ordered, side="left") + 1
+        out[scored] = 1.0 / (RRF_K + ranks)
+    return out
