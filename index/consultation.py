@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import date
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,21 @@ def without_controls(consultation: Consultation) -> Consultation:
     if panel != consultation.panel or faq != consultation.related_faq:
         consultation = replace(consultation, panel=panel, related_faq=faq)
     return consultation
+
+
+_DATE = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
+
+
+def iso_date(text: str) -> str:
+    """An ask or reply date as ISO YYYY-MM-DD ("2015/07/29" as the pages write it, "2015-07-29",
+    "2015.7.29", a time after it ignored), or "" when it is none of these or no real date."""
+    match = _DATE.match(text)
+    if not match:
+        return ""
+    try:
+        return date(*map(int, match.groups())).isoformat()
+    except ValueError:
+        return ""
 
 
 def content_id(prefix: str, *parts: str) -> str:

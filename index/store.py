@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.consultation import Consultation, normalize_space
+from index.consultation import Consultation, iso_date, normalize_space
 from index.errors import IndexFormatError
 
 SCHEMA = """
@@ -23,6 +23,9 @@ CREATE TABLE consultations (
     row INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     department TEXT NOT NULL,
+    doctor TEXT NOT NULL,
+    ask_date TEXT NOT NULL,
+    source_file TEXT NOT NULL,
     question_hash INTEGER NOT NULL,
     data TEXT NOT NULL
 )
@@ -34,17 +37,25 @@ def write_store(path: Path, consultations: Iterable[Consultation]) -> None:
     with sqlite3.connect(path) as db:
         db.execute(SCHEMA)
         db.executemany(
-            "INSERT INTO consultations VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO consultations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                (row, c.id, c.department, question_hash(c.question), json.dumps(c.to_dict(), ensure_ascii=False))
+                (row, c.id, c.department, c.doctor, iso_date(c.ask_date), source_file(c.source), question_hash(c.question),
+                 json.dumps(c.to_dict(), ensure_ascii=False))
                 for row, c in enumerate(consultations)
             ),
         )
     db.close()
 
 
+def source_file(source: str) -> str:
+    """The file a consultation was read from: its `source` without the `:LINE` of a JSONL line."""
+    head, _, line = source.rpartition(":")
+    return head if head and line.isdigit() else source
+
+
 def question_hash(question: str) -> int:
-    """64-bit hash of the question body, white space and case folded: equal for reposts."""
+    """64-bit hash of the question body, white space and case folded: equal for reposts (a
+    repost's title is often another), the duplicates a panel shows once."""
     digest = hashlib.sha1(normalize_space(question).lower().encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
@@ -58,12 +69,16 @@ class DocumentStore:
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._lock = threading.Lock()  # one connection shared by request threads
         try:
-            rows = self.db.execute("SELECT id, department, question_hash FROM consultations ORDER BY row").fetchall()
+            rows = self.db.execute("SELECT id, department, doctor, ask_date, source_file, question_hash FROM consultations ORDER BY row").fetchall()
         except sqlite3.DatabaseError as error:
             raise IndexFormatError(f"{path}: not a readable document store ({error})") from None
         self.ids: list[str] = [r[0] for r in rows]
+        # The columns filters match (search/filters.py); ask dates in ISO form, "" where unknown.
         self.departments: list[str] = [r[1] for r in rows]
-        self.question_hashes = np.array([r[2] for r in rows], dtype=np.int64)
+        self.doctors: list[str] = [r[2] for r in rows]
+        self.ask_dates: list[str] = [r[3] for r in rows]
+        self.source_files: list[str] = [r[4] for r in rows]
+        self.question_hashes = np.array([r[5] for r in rows], dtype=np.int64)
         self.rows: dict[str, int] = {id_: row for row, id_ in enumerate(self.ids)}
 
     def __len__(self) -> int:

@@ -36,6 +36,10 @@ METHODS: dict[str, Fusion] = {
     "minmax": Fusion(weights=dict(DEFAULT_WEIGHTS)),
     "default": MODES["hybrid"],
 }
+# The default's ranking with duplicate questions kept (search(distinct=False)): what folding them
+# into one panel entry costs on a collection whose judgments count every copy.
+UNFOLDED = "default-unfolded"
+METHODS[UNFOLDED] = MODES["hybrid"]
 
 
 def read_queries(path: Path) -> dict[str, str]:
@@ -73,9 +77,11 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def run_method(searcher: Searcher, queries: dict[str, str], fusion: Fusion, depth: int = RUN_DEPTH) -> dict[str, list[tuple[str, float]]]:
+def run_method(searcher: Searcher, queries: dict[str, str], fusion: Fusion, depth: int = RUN_DEPTH,
+               distinct: bool = True) -> dict[str, list[tuple[str, float]]]:
     """qid -> ranked (docid, score), through the same search() users call."""
-    return {qid: [(h.id, h.score) for h in searcher.search(text, k=depth, fusion=fusion)] for qid, text in queries.items()}
+    return {qid: [(h.id, h.score) for h in searcher.search(text, k=depth, fusion=fusion, distinct=distinct)]
+            for qid, text in queries.items()}
 
 
 def evaluate(run: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]], threshold: int = 2) -> dict[str, float]:
@@ -121,7 +127,7 @@ def bench_relevance(
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in methods:
-        run = run_method(searcher, queries, METHODS[name])
+        run = run_method(searcher, queries, METHODS[name], distinct=name != UNFOLDED)
         write_run(out / f"{name}.run", run, name)
         results[name] = evaluate(run, qrels, threshold)
     judged_queries = sum(1 for q in queries if q in qrels)

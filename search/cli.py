@@ -41,6 +41,7 @@ from search.bench import (
     read_qrels,
     read_queries,
 )
+from search.filters import NAMES as FILTERS, FilterError, iso_date
 from search.fusion import MODES
 from search.panel import render_panel, render_related_faq, terminal_safe
 from search.searcher import Hit, Searcher
@@ -121,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(search)
     _k_option(search, 10)
     search.add_argument("--mode", choices=tuple(MODES), default="hybrid", help="ranking: both signals fused, or one alone")
-    search.add_argument("--department", help="only consultations of this department")
+    _filter_options(search)
     _explain_option(search)
     _format_option(search)
     search.set_defaults(run=_search)
@@ -130,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     similar.add_argument("id")
     _index_option(similar)
     _k_option(similar, 4)
-    similar.add_argument("--department", help="only consultations of this department")
+    _filter_options(similar)
     _explain_option(similar)
     _format_option(similar)
     similar.set_defaults(run=_similar)
@@ -242,6 +243,30 @@ def _k_option(parser: argparse.ArgumentParser, default: int) -> None:
     parser.add_argument("-k", type=positive, default=default, help="number of results")
 
 
+def _filter_options(parser: argparse.ArgumentParser) -> None:
+    """The filters of `search` and `similar` (search/filters.py)."""
+    parser.add_argument("--department", help="only consultations of this department")
+    parser.add_argument("--doctor", help="only consultations this doctor replied to")
+    parser.add_argument("--since", type=_iso_date("--since"), metavar="YYYY-MM-DD", help="only consultations asked on or after this date")
+    parser.add_argument("--until", type=_iso_date("--until"), metavar="YYYY-MM-DD", help="only consultations asked on or before this date")
+    parser.add_argument("--source", help="only consultations read from this file (its path as indexed, or its name)")
+
+
+def _iso_date(option: str):
+    """An argparse type: an ISO date, else a usage error (exit 2) naming the option."""
+    def parse(value: str) -> str:
+        try:
+            return iso_date(option, value)
+        except FilterError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+
+    return parse
+
+
+def _filters(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in FILTERS}
+
+
 def _explain_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true",
                         help="show each hit's per-signal raw and normalised scores and their part of the fused score")
@@ -340,13 +365,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    hits = Searcher.open(args.index).search(args.text, k=args.k, mode=args.mode, department=args.department, explain=args.explain)
+    hits = Searcher.open(args.index).search(args.text, k=args.k, mode=args.mode, explain=args.explain, **_filters(args))
     _print_hits(hits, args.format)
     return 0
 
 
 def _similar(args: argparse.Namespace) -> int:
-    hits = Searcher.open(args.index).similar(args.id, k=args.k, department=args.department, explain=args.explain)
+    hits = Searcher.open(args.index).similar(args.id, k=args.k, explain=args.explain, **_filters(args))
     _print_hits(hits, args.format)
     return 0
 

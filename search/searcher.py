@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import date
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.text import tokenize
 from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
-from search.shard import Candidates, Clock, Proposals, Query, Shard
+from search.filters import Filters
+from search.shard import DUPLICATE_COSINE, Candidates, Clock, Proposals, Query, Shard, dots
 from search.snippets import excerpt, matched_terms
 from search.topics import SIGNALS as TOPIC_SIGNALS, VOTERS, TopicFinder, TopicHit
 from index.topics import StoredTopics
@@ -117,17 +119,25 @@ class Searcher:
         fusion: Fusion | None = None,
         timings: dict[str, float] | None = None,
         explain: bool = False,
+        doctor: str | None = None,
+        since: str | date | None = None,
+        until: str | date | None = None,
+        source: str | None = None,
+        distinct: bool = True,
     ) -> list[Hit]:
-        """The k consultations most relevant to a free-text question.
+        """The k distinct consultations most relevant to a free-text question, among those the
+        filters allow (search/filters.py; a hit that duplicates a better one is left out, unless
+        `distinct` is False: for evaluations that judge every copy).
 
         `timings`, if given, receives the seconds spent per stage (for benchmarks); `explain`
         adds to each hit its per-signal raw and normalised scores and their contributions.
         """
+        filters = Filters(department, doctor, since, until, source)
         fusion = (fusion or _mode(mode)).for_index(self.has_replies)
         clock = Clock(timings)
         query = self._text_query(text, fusion.active)
         clock.lap("embed")
-        return self._answer(query, text, k, fusion, department, clock, explain=explain)
+        return self._answer(query, text, k, fusion, filters, clock, explain=explain, distinct=distinct)
 
     def search_many(
         self,
@@ -137,32 +147,47 @@ class Searcher:
         department: str | None = None,
         fusion: Fusion | None = None,
         explain: bool = False,
+        doctor: str | None = None,
+        since: str | date | None = None,
+        until: str | date | None = None,
+        source: str | None = None,
     ) -> list[list[Hit]]:
         """search() for a batch of questions: their vectors are computed in one model call."""
+        filters = Filters(department, doctor, since, until, source)
         fusion = (fusion or _mode(mode)).for_index(self.has_replies)
         for text in texts:
             _check_query(text)
         dense = DENSE & set(fusion.active)
         query_vectors = self.query_encoder().embed(texts) if dense and texts else [None] * len(texts)
         queries = [Query(tokenize(t), v, v) for t, v in zip(texts, query_vectors)]
-        return self._answer_many(queries, texts, k, fusion, department, explain)
+        return self._answer_many(queries, texts, k, fusion, filters, explain)
 
     def similar(
-        self, consultation_id: str, k: int = 4, department: str | None = None, fusion: Fusion | None = None, explain: bool = False
+        self,
+        consultation_id: str,
+        k: int = 4,
+        department: str | None = None,
+        fusion: Fusion | None = None,
+        explain: bool = False,
+        doctor: str | None = None,
+        since: str | date | None = None,
+        until: str | date | None = None,
+        source: str | None = None,
     ) -> list[Hit]:
-        """The Similar Q&A panel of a stored consultation, from its stored vectors (no embedding).
-
-        The consultation itself and its duplicates (same question) are left out.
+        """The Similar Q&A panel of a stored consultation, from its stored vectors (no embedding):
+        k distinct consultations the filters allow, the consultation itself and its duplicates
+        (same question) left out.
         """
+        filters = Filters(department, doctor, since, until, source)
         fusion = (fusion or MODES["hybrid"]).for_index(self.has_replies)
-        return self._answer(self._stored_queries([consultation_id])[0], None, k, fusion, department, Clock(None), explain=explain)
+        return self._answer(self._stored_queries([consultation_id])[0], None, k, fusion, filters, Clock(None), explain=explain)
 
     def similar_many(self, consultation_ids: list[str], k: int = 4, fusion: Fusion | None = None) -> list[list[Hit]]:
         """similar() for many consultations (precomputed panels): one batched FAISS call per
         vector signal and one store read, instead of one of each per consultation."""
         fusion = (fusion or MODES["hybrid"]).for_index(self.has_replies)
         queries = self._stored_queries(consultation_ids)
-        return self._answer_many(queries, [None] * len(queries), k, fusion, None, False)
+        return self._answer_many(queries, [None] * len(queries), k, fusion, Filters(), False)
 
     def related_faq(self, text: str | None = None, consultation_id: str | None = None, k: int = 8,
                     signals: tuple[str, ...] = TOPIC_SIGNALS) -> list[TopicHit]:
@@ -190,7 +215,7 @@ class Searcher:
     def _nearest(self, query: Query, fusion: Fusion, k: int) -> list[Consultation]:
         """The k consultations Similar Q&A would list for a query, without building hits."""
         candidates = self._candidates(query, fusion.active, max(fusion.depth, k), None, Clock(None))
-        return self._consultations(_top(candidates.rows, candidates.scores, fusion, k, False, self._id_array)[0])
+        return self._consultations(self._top(candidates, fusion, k, False)[0])
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
         """Ids of the union of each signal's top `depth`, and every signal's score of each.
@@ -253,38 +278,39 @@ class Searcher:
         text: str | None,
         k: int,
         fusion: Fusion,
-        department: str | None,
+        filters: Filters,
         clock: Clock,
         found: tuple | None = None,
         explain: bool = False,
+        distinct: bool = True,
     ) -> list[Hit]:
-        """Candidates, fusion, top k, hits: the path every query takes after its vectors."""
-        candidates = self._candidates(query, fusion.active, max(fusion.depth, k), department, clock, found)
-        top = _top(candidates.rows, candidates.scores, fusion, k, explain, self._id_array)
+        """Candidates, fusion, top k distinct, hits: the path every query takes after its vectors."""
+        candidates = self._candidates(query, fusion.active, max(fusion.depth, k), filters, clock, found)
+        top = self._top(candidates, fusion, k, explain, distinct)
         clock.lap("fusion")
         hits = self._hits(*top, query=text)
         clock.lap("hits")
         return hits
 
     def _answer_many(
-        self, queries: list[Query], texts: list[str | None], k: int, fusion: Fusion, department: str | None, explain: bool
+        self, queries: list[Query], texts: list[str | None], k: int, fusion: Fusion, filters: Filters, explain: bool
     ) -> list[list[Hit]]:
         """_answer for a batch: one FAISS call per vector signal, searching queries on every
         core, then the per-query work on a thread pool (numpy, FAISS and SQLite release the GIL)."""
         depth = max(fusion.depth, k)
-        if department is None:  # per query, each shard's vector units
+        if not filters:  # per query, each shard's vector units
             found = list(zip(*(shard.propose_many(queries, fusion.active, depth) for shard in self.shards)))
         else:
             found = [None] * len(queries)
         with ThreadPoolExecutor(max_workers=threads()) as pool:
-            return list(pool.map(lambda q, t, f: self._answer(q, t, k, fusion, department, Clock(None), f, explain),
+            return list(pool.map(lambda q, t, f: self._answer(q, t, k, fusion, filters, Clock(None), f, explain),
                                  queries, texts, found))
 
-    def _candidates(self, query: Query, signals, depth: int, department: str | None, clock: Clock, found: tuple | None = None) -> Candidates:
+    def _candidates(self, query: Query, signals, depth: int, filters: Filters | None, clock: Clock, found: tuple | None = None) -> Candidates:
         """Every shard's proposals, cut to the collection's top (search/shard.py), then the
         candidates of each, merged (one shard's as they are)."""
         found = found or [None] * len(self.shards)
-        proposals = [shard.propose(query, signals, depth, department, clock, f) for shard, f in zip(self.shards, found)]
+        proposals = [shard.propose(query, signals, depth, filters, clock, f) for shard, f in zip(self.shards, found)]
         if len(self.shards) == 1:
             return self.shards[0].candidates(query, proposals[0], clock)
         # In turn, not on threads: at 2-12k rows a shard's numpy steps are too short to gain from
@@ -329,6 +355,54 @@ class Searcher:
         vector = self.embed(text) if DENSE & set(signals) else None
         return Query(tokenize(text), vector, vector)
 
+    def _top(self, candidates: Candidates, fusion: Fusion, k: int, explained: bool, distinct: bool = True):
+        """The k best (distinct) rows by fused score, with their fused and per-signal scores (and,
+        if `explained`, each one's explanation). Equal scores are ordered by id, not by row, so
+        the order does not depend on how the collection is laid out in shards."""
+        rows, scores = candidates.rows, candidates.scores
+        if not len(rows):
+            return rows, np.zeros(0), scores, None
+        fused = fuse(scores, fusion)
+        order = np.argsort(-fused, kind="stable")
+        if np.any(np.diff(fused[order]) == 0):
+            order = np.lexsort((self._id_array(rows), -fused))
+        order = order[self._distinct(rows[order], k)] if distinct else order[:k]
+        parts = contributions(scores, fusion) if explained else {}
+        explanations = [explain(scores, fusion, parts, at) for at in order] if explained else None
+        return rows[order], fused[order], {s: v[order] for s, v in scores.items()}, explanations
+
+    def _distinct(self, ranked: np.ndarray, k: int) -> list[int]:
+        """Positions of the first k of these rows (best first) that duplicate no row kept before
+        them: the same question body (case and spacing folded), or question vectors
+        DUPLICATE_COSINE close; the rule by which similar() leaves out the query's own duplicates."""
+        kept: list[int] = []
+        hashes: set[int] = set()
+        vectors: list[np.ndarray] = []
+        for start in range(0, len(ranked), 4 * k):
+            chunk = ranked[start:start + 4 * k]
+            chunk_hashes, chunk_vectors = self._question_keys(chunk)
+            for at, (question_hash, vector) in enumerate(zip(chunk_hashes.tolist(), chunk_vectors)):
+                if question_hash in hashes or (vectors and dots(np.stack(vectors), vector).max() >= DUPLICATE_COSINE):
+                    continue
+                kept.append(start + at)
+                hashes.add(question_hash)
+                vectors.append(vector)
+                if len(kept) == k:
+                    return kept
+        return kept
+
+    def _question_keys(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The question hashes and question vectors of global rows."""
+        owners = np.searchsorted(self._offsets, rows, side="right") - 1
+        hashes = np.zeros(len(rows), dtype=np.int64)
+        vectors = np.zeros((len(rows), self.manifest.dimension), dtype=np.float32)
+        for number in np.unique(owners):
+            at = np.flatnonzero(owners == number)
+            local = rows[at] - self._offsets[number]
+            hashes[at] = self.shards[number].store.question_hashes[local]
+            vectors[at] = np.asarray(self.shards[number].question_vectors[local])
+        return hashes, vectors
+
     def _hits(
         self, rows: np.ndarray, fused: np.ndarray, scores: dict[str, np.ndarray], explanations: list | None, query: str | None
     ) -> list[Hit]:
@@ -355,22 +429,6 @@ class Searcher:
             )
             for at, (c, (question_excerpt, reply_excerpt), terms) in enumerate(zip(consultations, excerpts, matched))
         ]
-
-def _top(rows: np.ndarray, scores: dict[str, np.ndarray], fusion: Fusion, k: int, explained: bool, ids):
-    """The k best rows by fused score, with their fused and per-signal scores (and, if
-    `explained`, each one's explanation). Equal scores are ordered by id (`ids(rows)`), not by
-    row, so the order does not depend on how the collection is laid out in shards."""
-    if not len(rows):
-        return rows, np.zeros(0), scores, None
-    fused = fuse(scores, fusion)
-    order = np.argsort(-fused, kind="stable")
-    if np.any(np.diff(fused[order[:k + 1]]) == 0):
-        order = np.lexsort((ids(rows), -fused))
-    order = order[:k]
-    parts = contributions(scores, fusion) if explained else {}
-    explanations = [explain(scores, fusion, parts, at) for at in order] if explained else None
-    return rows[order], fused[order], {s: v[order] for s, v in scores.items()}, explanations
-
 
 def _check_query(text: str) -> None:
     """Refuse a query that is empty, too long or not valid Unicode (SimqaError says which)."""

@@ -12,15 +12,16 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from index.consultation import valid_unicode
 from index.errors import SimqaError
+from search.filters import NAMES as FILTERS, FilterError, Filters
 from search.fusion import MODES
 from search.live import LiveSearcher
 from search.searcher import Searcher
@@ -34,16 +35,54 @@ STATIC = files("search") / "static"
 K = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
 Mode = Annotated[str, Query(pattern="^(" + "|".join(MODES) + ")$", description="ranking: " + ", ".join(MODES))]
 Explain = Annotated[bool, Query(description="add each hit's per-signal raw and normalised scores and contributions")]
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+FILTER_HELP = {
+    "department": "only consultations of this department",
+    "doctor": "only consultations this doctor replied to",
+    "since": "only consultations asked on or after this ISO date (YYYY-MM-DD)",
+    "until": "only consultations asked on or before this ISO date (YYYY-MM-DD)",
+    "source": "only consultations read from this file (its path as indexed, or its name)",
+}
+
+
+def _filters(location: str, values: dict[str, str | None]) -> Filters:
+    """The Filters of request values; a 422 naming the parameter for a value they refuse (2015-02-30)."""
+    for name, value in values.items():
+        if value is not None and not valid_unicode(value):
+            raise _invalid((location, name), f"{name} is not valid Unicode")
+    try:
+        return Filters(**values)
+    except FilterError as error:
+        raise _invalid((location, error.parameter), str(error)) from None
+
+
+def query_filters(
+    department: Annotated[str | None, Query(description=FILTER_HELP["department"])] = None,
+    doctor: Annotated[str | None, Query(description=FILTER_HELP["doctor"])] = None,
+    since: Annotated[str | None, Query(pattern=ISO_DATE, description=FILTER_HELP["since"])] = None,
+    until: Annotated[str | None, Query(pattern=ISO_DATE, description=FILTER_HELP["until"])] = None,
+    source: Annotated[str | None, Query(description=FILTER_HELP["source"])] = None,
+) -> Filters:
+    """The filter query parameters of the GET endpoints, as one dependency."""
+    return _filters("query", {"department": department, "doctor": doctor, "since": since, "until": until, "source": source})
 
 
 class SearchRequest(BaseModel):
-    """A batch of questions, answered in one call."""
+    """A batch of questions, answered in one call; a field it does not know is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
 
     queries: list[Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]] = Field(min_length=1, max_length=MAX_BATCH)
     k: int = Field(10, ge=1, le=MAX_K)
     mode: str = Field("hybrid", pattern="^(" + "|".join(MODES) + ")$")
-    department: str | None = None
     explain: bool = False
+    department: str | None = Field(None, description=FILTER_HELP["department"])
+    doctor: str | None = Field(None, description=FILTER_HELP["doctor"])
+    since: str | None = Field(None, pattern=ISO_DATE, description=FILTER_HELP["since"])
+    until: str | None = Field(None, pattern=ISO_DATE, description=FILTER_HELP["until"])
+    source: str | None = Field(None, description=FILTER_HELP["source"])
 
 
 # Answers other than 200 and 422 that the OpenAPI schema documents (checked by tests/test_api_fuzz.py).
@@ -56,6 +95,23 @@ def _invalid(location: tuple[str, ...], message: str) -> RequestValidationError:
     """A 422 for a rule the schema cannot state (blank text), in the shape of every other 422
     (the schema's HTTPValidationError), so clients parse one error format."""
     return RequestValidationError([{"loc": list(location), "msg": message, "type": "value_error"}])
+
+
+def _known_parameters(request: Request) -> None:
+    """A 422 for a query parameter the endpoint does not take: a misspelt filter must not be ignored."""
+    known = _query_names(request.scope["route"].dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise _invalid(("query", unknown[0]), f"unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _query_names(dependant) -> set[str]:
+    """The query parameters of an endpoint and of its dependencies (the filters)."""
+    return {p.alias for p in dependant.query_params}.union(*(_query_names(d) for d in dependant.dependencies))
+
+
+API = [Depends(_known_parameters)]
+Filtered = Annotated[Filters, Depends(query_filters)]
 
 
 def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None = None) -> FastAPI:
@@ -88,36 +144,35 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         return {"status": "ok", "consultations": len(searcher), "model": searcher.manifest.model,
                 "generation": searcher.generation.name}
 
-    @app.get("/api/search", responses=REFUSED)
+    @app.get("/api/search", responses=REFUSED, dependencies=API)
     def search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the question")],
+        filters: Filtered,
         k: K = 10,
         mode: Mode = "hybrid",
-        department: str | None = None,
         explain: Explain = False,
     ) -> dict:
         if not q.strip():
             raise _invalid(("query", "q"), "q must not be blank")
-        hits = current().search(q, k=k, mode=mode, department=department, explain=explain)
+        hits = current().search(q, k=k, mode=mode, explain=explain, **vars(filters))
         return {"query": q, "hits": [h.to_dict() for h in hits]}
 
     @app.post("/api/search", responses={**REFUSED, **TOO_LARGE})
     def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
         if any(not q.strip() for q in request.queries):
             raise _invalid(("body", "queries"), "queries must not be blank")
-        if request.department is not None and not valid_unicode(request.department):
-            raise _invalid(("body", "department"), "department is not valid Unicode")
-        results = current().search_many(request.queries, k=request.k, mode=request.mode, department=request.department,
-                                        explain=request.explain)
+        results = current().search_many(request.queries, k=request.k, mode=request.mode, explain=request.explain,
+                                        **vars(_filters("body", {name: getattr(request, name) for name in FILTERS})))
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
 
-    @app.get("/api/similar/{consultation_id:path}", responses=UNKNOWN)
-    def similar(consultation_id: str, k: K = 4, explain: Explain = False) -> dict:
+    @app.get("/api/similar/{consultation_id:path}", responses=UNKNOWN, dependencies=API)
+    def similar(consultation_id: str, filters: Filtered, k: K = 4, explain: Explain = False) -> dict:
         searcher = current()
         _known(searcher, consultation_id)
-        return {"id": consultation_id, "hits": [h.to_dict() for h in searcher.similar(consultation_id, k=k, explain=explain)]}
+        hits = searcher.similar(consultation_id, k=k, explain=explain, **vars(filters))
+        return {"id": consultation_id, "hits": [h.to_dict() for h in hits]}
 
-    @app.get("/api/related-faq", responses={**REFUSED, **UNKNOWN})
+    @app.get("/api/related-faq", responses={**REFUSED, **UNKNOWN}, dependencies=API)
     def related_faq(
         q: Annotated[str | None, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="free text (or give id)")] = None,
         id: Annotated[str | None, Query(description="a stored consultation's id (or give q)")] = None,
@@ -134,7 +189,7 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         topics = searcher.related_faq(text=q, consultation_id=id, k=k)
         return {"query": q, "id": id, "topics": [t.to_dict() for t in topics]}
 
-    @app.get("/api/consultations/{consultation_id:path}", responses=UNKNOWN)
+    @app.get("/api/consultations/{consultation_id:path}", responses=UNKNOWN, dependencies=API)
     def consultation(consultation_id: str) -> dict:
         searcher = current()
         _known(searcher, consultation_id)

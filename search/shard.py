@@ -2,7 +2,7 @@
 
 Given a query whose tokens and vectors were computed once (`Query`), a shard gathers each active
 signal's top candidates (BM25 over both fields, dense question, dense reply passages, all
-filtered by department when asked) and scores every candidate on every active signal exactly.
+filtered when asked: search/filters.py) and scores every candidate on every active signal exactly.
 It fuses nothing: scores stay raw, so the caller can merge the candidates of several shards and
 fuse once (search/searcher.py), as a coordinating node merges the raw answers of its shards.
 
@@ -28,6 +28,7 @@ from index.embed import threads
 from index.errors import SimqaError
 from index.segment import Segment
 from index.text import tokenize
+from search.filters import FilterColumns, Filters
 from search.fusion import DENSE, SIGNALS
 
 # similar() leaves out the consultation's duplicates: the same question body (reposts), or
@@ -122,7 +123,7 @@ class Shard:
         self.question_vectors, self.reply_vectors = files.question_vectors, files.reply_vectors
         self.reply_offsets = files.reply_offsets
         self.question_index, self.reply_index = files.question_index, files.reply_index
-        self.departments = np.array([d.lower() for d in self.store.departments])
+        self.filters = FilterColumns.of(self.store.departments, self.store.doctors, self.store.ask_dates, self.store.source_files)
         # One query searches with one thread: 3.5 ms instead of 5.4 ms for exact search at 47k
         # (two threads cost more to start than they save); concurrency comes from requests.
         faiss.omp_set_num_threads(1)
@@ -162,14 +163,14 @@ class Shard:
         query: Query,
         signals: set[str] | dict,
         depth: int,
-        department: str | None,
+        filters: Filters | None,
         clock: Clock | None = None,
         found: dict[str, np.ndarray] | None = None,
     ) -> Proposals:
-        """Each active signal's top `depth` units (filtered by department); `found` holds the
-        units of vector signals searched already (batches)."""
+        """Each active signal's top `depth` units among the rows the filters allow; `found` holds
+        the units of vector signals searched already (batches without filters)."""
         clock = clock or Clock(None)
-        allowed = None if department is None else self.departments == department.strip().lower()
+        allowed = self.filters.mask(filters)
         depth += 1 if query.exclude is not None else 0  # the query itself is among its own top
         limits = {signal: _limit(signal, depth) for signal in signals}
         units: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -66,6 +66,8 @@ def servers(tmp_path_factory):
 <body><h1>A consultation page</h1>
 <div id="panel" data-simqa-similar="{SEED_000}"></div>
 <div id="found" data-simqa-query="muscle twitching in my neck" data-simqa-k="10"></div>
+<div id="filtered" data-simqa-query="muscle twitching in my neck" data-simqa-doctor="Dr. Jiang Junyi"></div>
+<div id="nothing" data-simqa-similar="{SEED_000}" data-simqa-department="Ophthalmology"></div>
 <script src="API/widget.js"></script></body></html>""", encoding="utf-8")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *a: None
@@ -101,6 +103,17 @@ def test_widget_renders_the_panel_cross_origin_and_escapes_everything(servers):
         assert f'<p class="simqa-doctor">Dr. {hit["doctor"]} reply Neurology</p>' in body
         assert html.unescape(re.search(r'<p class="simqa-question">(.*?)</p>', body, re.S).group(1)) == hit["question_excerpt"]
 
+    # The Related FAQ list under the panel, as the API ranks it: Topic(Department).
+    topics = json.load(urllib.request.urlopen(servers["api"] + f"/api/related-faq?id={SEED_000}&k=8"))["topics"]
+    shown = re.findall(r'<li class="simqa-topic">([^<]*)</li>', panel.split('<section class="simqa-faq">', 1)[1])
+    assert len(topics) == 8 and [html.unescape(t) for t in shown] == [f"{t['topic']}({t['department']})" for t in topics]
+
+    filtered = widget_box(dom, "filtered")
+    doctors = re.findall(r'<p class="simqa-doctor">([^<]*)</p>', filtered)
+    assert doctors and set(doctors) == {"Dr. Jiang Junyi reply Neurology"}
+    nothing = re.search(r'<div id="nothing"[^>]*>(.*?)</div>', dom, re.S).group(1)
+    assert "simqa-panel" not in nothing and "simqa-faq" in nothing  # a filter matching nothing: no panel; the topics stay
+
     found = widget_box(dom, "found")
     assert 'data-simqa-id="evil"' in found
     assert "&lt;img src=x onerror=" in found and "&lt;script&gt;" in found and "&lt;b&gt;Mallory&lt;/b&gt;" in found
@@ -113,6 +126,7 @@ def test_search_page_and_screenshot(servers):
     dom = chromium("--dump-dom", servers["api"] + "/?q=" + urllib.request.quote("head shakes when nervous"))
     assert dom.count('<article class="hit">') == 10
     assert "<mark>" in dom  # matched terms highlighted
+    assert "<h2>Related FAQ</h2>" in dom and dom.count('<li class="topic">') == 8
     shot = servers["work"] / "widget.png"
     chromium(f"--screenshot={shot}", "--window-size=900,1300", servers["host"] + "/host.html")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

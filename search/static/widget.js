@@ -4,7 +4,9 @@
  *   <div data-simqa-similar="CONSULTATION_ID"></div>     (or data-simqa-query="free text")
  *   <script src="https://YOUR-SIMQA-SERVER/widget.js" defer></script>
  * Optional: data-simqa-k="4" (1..50); data-simqa-faq-k="8" topics in the Related FAQ list shown
- * under the panel (0: no list; an index without topics shows none).
+ * under the panel (0: no list; an index without topics shows none); filters of the panel:
+ * data-simqa-department, data-simqa-doctor, data-simqa-since and data-simqa-until (ISO dates),
+ * data-simqa-source. A filter that matches nothing shows an empty panel.
  *
  * Every text from the index is set with textContent, never parsed as HTML, so a consultation
  * containing <script> or <img onerror=...> shows as text. Links are http(s) only.
@@ -33,6 +35,7 @@
 
   function render(box, hits) {
     box.textContent = "";
+    if (!hits.length) return;  // an empty panel: nothing to show, not an empty heading
     var panel = el("section", "simqa-panel");
     panel.appendChild(el("h3", "simqa-heading", "Similar Q&A"));
     hits.forEach(function (hit) {
@@ -73,6 +76,15 @@
     return fetch(url).then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); });
   }
 
+  var FILTERS = ["department", "doctor", "since", "until", "source"];
+
+  function filters(box) {
+    return FILTERS.map(function (name) {
+      var value = box.getAttribute("data-simqa-" + name);
+      return value ? "&" + name + "=" + encodeURIComponent(value) : "";
+    }).join("");
+  }
+
   function load(box) {
     var id = box.getAttribute("data-simqa-similar");
     var query = box.getAttribute("data-simqa-query");
@@ -81,6 +93,7 @@
     var url = id
       ? base + "/api/similar/" + encodeURIComponent(id) + "?k=" + k
       : base + "/api/search?q=" + encodeURIComponent(query || "") + "&k=" + k;
+    url += filters(box);
     var faqUrl = base + "/api/related-faq?" + (id ? "id=" + encodeURIComponent(id) : "q=" + encodeURIComponent(query || "")) +
       "&k=" + encodeURIComponent(faqK);
     json(url)
