@@ -110,7 +110,7 @@
     var css = el("style");
     css.id = "simqa-style";
     css.textContent =
-      ".simqa-panel{font:15px/1.45 system-ui,sans-serif;max-width:48rem}" +
+      ".simqa-panel,.simqa-faq{font:15px/1.45 system-ui,sans-serif;max-width:48rem}" +
       ".simqa-entry{border-top:1px solid #ddd;padding:.6rem 0}" +
       ".simqa-title{font-weight:600;color:#0b5cad;text-decoration:none}" +
       ".simqa-entry p{margin:.25rem 0}.simqa-doctor{color:#555;font-size:.9em}" +
