@@ -13,7 +13,7 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-scale-out bench-topics serve
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-scale-out bench-topics bench-start serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench-relevance: $(STAMP)
 # builds build/topics/index from the embedding cache (about 5 minutes once MedQuAD is cached).
 bench-topics: $(STAMP)
 	$(BIN)/python -m benchmarks.topics --out $(RESULTS)/topics --cache $(BENCH_CACHE)
+
+# Cold start: a fresh `simqa search` (hybrid, bm25) and `simqa serve` to /healthz, best of 3 (benchmarks/start.py).
+bench-start: $(STAMP)
+	$(BIN)/simqa index seeds --index $(DEMO_INDEX) --quiet
+	$(BIN)/python -m benchmarks.start --index $(DEMO_INDEX) --out $(RESULTS)/speed/start.md
 
 # The choice of the default fusion: the grid on every benchmark, leave-one-benchmark-out, and
 # txtai's hybrid on each (needs the indexes bench-relevance builds; txtai installed here only).

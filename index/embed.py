@@ -130,7 +130,13 @@ class Encoder:
         self._onnx = None
         self._load_lock = threading.Lock()
         self._torch_lock = threading.Lock()
-        if dimension is None:
+        if backend == "onnx":  # an export made before: queries need neither torch nor the model
+            self._onnx = onnx_runner.OnnxRunner.from_directory(self.model_path, self._export_path(), threads())
+            if self._onnx is not None and self._dimension is None:
+                self._dimension = self._onnx.dimension
+            if self._onnx is not None and self._onnx.dimension not in (None, self._dimension):
+                raise IndexFormatError(f"model {self.name} gives {self._onnx.dimension}-dimensional vectors, expected {self._dimension}")
+        if self._dimension is None:
             self._load()
 
     @property
@@ -147,8 +153,9 @@ class Encoder:
 
     @property
     def backend(self) -> str:
-        """The backend in use: "onnx" only where the model could be exported."""
-        self._load()
+        """The backend of short calls: "onnx" only where the model could be exported."""
+        if self._onnx is None:
+            self._load()
         return "onnx" if self._onnx is not None else "torch"
 
     def _load(self) -> None:
@@ -167,10 +174,12 @@ class Encoder:
             if self._dimension is not None and dimension != self._dimension:
                 raise IndexFormatError(f"model {self.name} gives {dimension}-dimensional vectors, expected {self._dimension}")
             self._dimension = dimension
-            if self._backend == "onnx" and onnx_runner.supported(model):
-                path = default_cache_path().parent / "onnx" / f"{self.fingerprint}.onnx"
-                self._onnx = onnx_runner.OnnxRunner(model, path, threads=threads())
+            if self._backend == "onnx" and self._onnx is None and onnx_runner.supported(model):
+                self._onnx = onnx_runner.OnnxRunner.from_model(model, self._export_path(), threads=threads())
             self._model = model
+
+    def _export_path(self) -> Path:
+        return onnx_runner.export_path(default_cache_path().parent, self.fingerprint)
 
     def remember(self, texts: list[str], vectors: np.ndarray) -> None:
         """Vectors already known for these texts (an index being updated): never encoded again."""
@@ -218,8 +227,10 @@ class Encoder:
         """Run the model: ONNX Runtime for a few texts, else torch in length-sorted batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        model = self.model
         if self._onnx is not None and len(texts) < ONNX_BELOW:
+            return self._onnx.encode(texts)
+        model = self.model
+        if self._onnx is not None and len(texts) < ONNX_BELOW:  # exported as the model loaded
             return self._onnx.encode(texts)
         import torch
 

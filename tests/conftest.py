@@ -18,7 +18,9 @@ SEED_000 = "000_d8a51fa88222d8b0"
 SEED_003 = "003_317d750049faf492"
 
 # The CLI caches embeddings under the user's cache directory by default; tests use their own.
-os.environ["SIMQA_CACHE"] = str(Path(tempfile.mkdtemp(prefix="simqa-test-cache-")) / "embeddings.sqlite")
+# Once: test modules import this file again as tests.conftest, which must not move it.
+if "SIMQA_TEST_CACHE" not in os.environ:
+    os.environ["SIMQA_TEST_CACHE"] = os.environ["SIMQA_CACHE"] = str(Path(tempfile.mkdtemp(prefix="simqa-test-cache-")) / "embeddings.sqlite")
 
 
 @pytest.fixture(scope="session")

@@ -58,3 +58,24 @@ def test_cache_answers_seen_texts_without_the_model(tmp_path, encoder, monkeypat
     np.testing.assert_array_equal(cached.embed(list(reversed(TEXTS))), first[::-1])
     np.testing.assert_allclose(first, encoder.embed(TEXTS), atol=1e-5)
     assert cached.embed([]).shape == (0, 384)
+
+
+def test_queries_run_from_the_export_without_torch(fp32_encoder, onnx_encoder, seeds_index):
+    """Once the export exists (onnx_encoder made it), a fresh process encodes queries from the
+    model directory's tokenizer.json and the export alone: the same vectors, torch never imported."""
+    import subprocess
+    import sys
+
+    from index import onnx_runner
+    from tests.conftest import ROOT
+
+    assert onnx_encoder.backend == "onnx"  # the export is made here if it was not before
+    runner = onnx_runner.OnnxRunner.from_directory(onnx_encoder.model_path, onnx_encoder._export_path(), threads=1)
+    texts = TEXTS + ["a", "mixed lengths in one padded batch, with accents: café, naïve"]
+    np.testing.assert_allclose(runner.encode(texts), fp32_encoder.embed(texts), atol=1e-5)
+    assert runner.dimension == 384
+    script = ("import sys; from search import Searcher; s = Searcher.open(sys.argv[1]); "
+              "hits = s.search('my neck twitches when I am nervous', k=2); "
+              "print(len(hits), s.query_encoder().backend, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(seeds_index)], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["2", "onnx", "False", "False"]
