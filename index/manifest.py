@@ -1,8 +1,15 @@
 """manifest.json: what an index directory holds and how it was built.
 
 It records the format version, the model (name, fingerprint, dimension), counts and parameters,
-and every file's size and SHA-256. Opening an index checks the format version, every file's size
-and checksum (`verify`), and that the model is the one the index was built with.
+and every file's size, SHA-256 and modification time. Opening an index checks the format
+version, the model, and every file's size and modification time (`verify(..., full=False)`):
+a file written to since the build (truncated, patched, replaced by another) has another
+modification time, and only such a file is read for its SHA-256, which then names it if it
+differs. So opening costs a stat per file whatever the corpus size, and damage done through
+the file system is still reported before an answer is given. Damage the file system does not
+see (a bit flipped on the disk, not by a write) needs the full check: `simqa verify`, or
+`Searcher.open(..., verify=True)`. An index copied without its modification times (`cp -r`, not
+`cp -a` or `rsync -t`) is checksummed whole on every open, as before.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ class Manifest:
     def write(self, directory: Path) -> None:
         """Record every file of the directory, then write the manifest itself."""
         self.files = {
-            p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
+            p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_of(p), "mtime_ns": p.stat().st_mtime_ns}
             for p in sorted(directory.rglob("*"))
             if p.is_file() and p.name != MANIFEST
         }
@@ -65,15 +72,18 @@ class Manifest:
             raise IndexFormatError(f"{path}: index tokenized as {tokenizer!r}, this simqa tokenizes as {TOKENIZER!r}; rebuild the index")
         return manifest
 
-    def verify(self, directory: Path, checksums: bool = True) -> None:
-        """Check every listed file exists with its size (and SHA-256); IndexFormatError names the first bad one."""
+    def verify(self, directory: Path, full: bool = True) -> None:
+        """Check every listed file exists with its size and SHA-256: every file's SHA-256 when
+        `full`, else only of files modified since the manifest was written (module docstring).
+        IndexFormatError names the first bad one."""
         for name, entry in self.files.items():
             path = directory / name
             if not path.is_file():
                 raise IndexFormatError(f"{path}: missing; the index is damaged, rebuild it")
-            if path.stat().st_size != entry["bytes"]:
-                raise IndexFormatError(f"{path}: {path.stat().st_size} bytes, the manifest records {entry['bytes']}; the index is damaged, rebuild it")
-            if checksums and sha256_of(path) != entry["sha256"]:
+            status = path.stat()
+            if status.st_size != entry["bytes"]:
+                raise IndexFormatError(f"{path}: {status.st_size} bytes, the manifest records {entry['bytes']}; the index is damaged, rebuild it")
+            if (full or status.st_mtime_ns != entry.get("mtime_ns")) and sha256_of(path) != entry["sha256"]:
                 raise IndexFormatError(f"{path}: checksum differs from the manifest's; the index is damaged, rebuild it")
 
     def check_model(self, model: str, fingerprint: str) -> None:

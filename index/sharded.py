@@ -75,9 +75,9 @@ def is_shard_directory(path: Path) -> bool:
     return path.is_dir() and SHARD_NAME.fullmatch(path.name) is not None
 
 
-def shard_generations(directory: Path, manifest: Manifest, checksums: bool = True) -> list[tuple[Path, Manifest]]:
+def shard_generations(directory: Path, manifest: Manifest, full: bool = True) -> list[tuple[Path, Manifest]]:
     """Each shard's generation and manifest, as the top level names them, after checking every
-    file (sizes and, with `checksums`, SHA-256) and the model. IndexFormatError names a missing,
+    file (`Manifest.verify`: every SHA-256 when `full`, else those of files modified since) and the model. IndexFormatError names a missing,
     damaged or substituted shard."""
     out = []
     for entry in manifest.parameters["shards"]:
@@ -87,7 +87,7 @@ def shard_generations(directory: Path, manifest: Manifest, checksums: bool = Tru
         if sha256_of(generation / MANIFEST) != entry["manifest_sha256"]:
             raise IndexFormatError(f"{generation / MANIFEST}: not the shard manifest the index {directory} records; rebuild the index")
         shard_manifest = Manifest.read(generation)
-        shard_manifest.verify(generation, checksums)
+        shard_manifest.verify(generation, full)
         if shard_manifest.model_fingerprint != manifest.model_fingerprint:
             raise IndexFormatError(f"{generation}: built with another model than the index {directory}; rebuild the index")
         out.append((generation, shard_manifest))

@@ -83,22 +83,25 @@ class Searcher:
         self.topics = TopicFinder(StoredTopics.open(generation))  # the collection's, at the top level of a sharded index
 
     @classmethod
-    def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None) -> "Searcher":
+    def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None,
+             verify: bool = False) -> "Searcher":
         """Open the current generation of an index; `model` must be the model it was built with.
 
         Without `model`, the model recorded in the manifest is used (loaded on the first query
-        that needs it); a loaded query `encoder` of that model is reused. Every file's size and
-        checksum is checked. Raises IndexFormatError for a missing, damaged or mismatched index.
+        that needs it); a loaded query `encoder` of that model is reused. Every file's size is
+        checked, and the SHA-256 of every file written to since the build (index/manifest.py);
+        `verify` checks every file's SHA-256, as `simqa verify` does. Raises IndexFormatError
+        for a missing, damaged or mismatched index.
         """
         directory = Path(directory)
         generation = generations.current(directory)
         while True:
             try:
                 manifest = Manifest.read(generation)
-                manifest.verify(generation)
+                manifest.verify(generation, full=verify)
                 name, path = resolve_model(model if model is not None else manifest.model)
                 manifest.check_model(name, model_fingerprint(path))
-                shards = [g for g, _ in sharded.shard_generations(directory, manifest)] if sharded.is_sharded(manifest) else [generation]
+                shards = [g for g, _ in sharded.shard_generations(directory, manifest, verify)] if sharded.is_sharded(manifest) else [generation]
                 reuse = encoder if encoder is not None and encoder.fingerprint == manifest.model_fingerprint else None
                 return cls(directory, generation, manifest, shards, name, reuse)
             except (IndexFormatError, FileNotFoundError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import faiss
@@ -123,10 +124,15 @@ class Shard:
         self.question_vectors, self.reply_vectors = files.question_vectors, files.reply_vectors
         self.reply_offsets = files.reply_offsets
         self.question_index, self.reply_index = files.question_index, files.reply_index
-        self.filters = FilterColumns.of(self.store.departments, self.store.doctors, self.store.ask_dates, self.store.source_files)
         # One query searches with one thread: 3.5 ms instead of 5.4 ms for exact search at 47k
         # (two threads cost more to start than they save); concurrency comes from requests.
         faiss.omp_set_num_threads(1)
+
+    @cached_property
+    def filters(self) -> FilterColumns:
+        """The rows as filters see them, folded on the first filtered query, not at start-up
+        (two threads doing it at once would only do it twice)."""
+        return FilterColumns.of(self.store.departments, self.store.doctors, self.store.ask_dates, self.store.source_files)
 
     def stored_query(self, row: int, consultation: Consultation | None = None) -> Query:
         """A query made of a stored consultation: its tokens, question vector, mean reply vector;
@@ -170,7 +176,7 @@ class Shard:
         """Each active signal's top `depth` units among the rows the filters allow; `found` holds
         the units of vector signals searched already (batches without filters)."""
         clock = clock or Clock(None)
-        allowed = self.filters.mask(filters)
+        allowed = self.filters.mask(filters) if filters else None
         depth += 1 if query.exclude is not None else 0  # the query itself is among its own top
         limits = {signal: _limit(signal, depth) for signal in signals}
         units: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -206,6 +206,29 @@ def test_damaged_files_are_named(tmp_path, encoder, name, damage, capsys):
     assert name.split("/")[-1] in capsys.readouterr().err
 
 
+def test_opening_checksums_only_files_written_since_the_build(tmp_path, encoder, monkeypatch, capsys):
+    """Open stats every file and reads none for its SHA-256 while none was written to; a flip
+    that leaves the modification time as it was (the disk's, not a write's) needs the full check."""
+    from index import manifest as manifest_module
+    from search.cli import main
+
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
+    path = generations.current(tmp_path / "idx") / "question_vectors.npy"
+    with monkeypatch.context() as patched:
+        patched.setattr(manifest_module, "sha256_of", lambda p: pytest.fail(f"open read {p} for its checksum"))
+        Searcher.open(tmp_path / "idx")
+    stamp = path.stat().st_mtime_ns
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(data)
+    os.utime(path, ns=(stamp, stamp))
+    assert len(Searcher.open(tmp_path / "idx")) == 9  # not seen: the file looks untouched
+    with pytest.raises(IndexFormatError, match="question_vectors.npy: checksum differs"):
+        Searcher.open(tmp_path / "idx", verify=True)
+    assert main(["verify", "--index", str(tmp_path / "idx")]) == 1
+    assert "question_vectors.npy: checksum differs" in capsys.readouterr().err
+
+
 def test_damaged_manifest_and_pointer(tmp_path, encoder):
     build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
     generation = generations.current(tmp_path / "idx")
