@@ -367,32 +367,38 @@ class Searcher:
             return rows, np.zeros(0), scores, None
         fused = fuse(scores, fusion)
         order = np.argsort(-fused, kind="stable")
-        if np.any(np.diff(fused[order]) == 0):
+        picked = self._pick(rows[order], k, distinct)
+        # Only ties among the rows looked at (those picked and the one after) can change the answer.
+        looked = picked[-1] + 2 if len(picked) == k else len(order)
+        if np.any(np.diff(fused[order[:looked]]) == 0):
             order = np.lexsort((self._id_array(rows), -fused))
-        order = order[self._distinct(rows[order], k)] if distinct else order[:k]
+            picked = self._pick(rows[order], k, distinct)
+        order = order[picked]
         parts = contributions(scores, fusion) if explained else {}
         explanations = [explain(scores, fusion, parts, at) for at in order] if explained else None
         return rows[order], fused[order], {s: v[order] for s, v in scores.items()}, explanations
 
-    def _distinct(self, ranked: np.ndarray, k: int) -> list[int]:
-        """Positions of the first k of these rows (best first) that duplicate no row kept before
-        them: the same question body (case and spacing folded), or question vectors
-        DUPLICATE_COSINE close; the rule by which similar() leaves out the query's own duplicates."""
-        kept: list[int] = []
+    def _pick(self, ranked: np.ndarray, k: int, distinct: bool) -> list[int]:
+        """Positions of the first k of these rows (best first) that duplicate no row picked before
+        them (unless not `distinct`): the same question body (case and spacing folded), or
+        question vectors DUPLICATE_COSINE close; the rule by which similar() leaves out the
+        query's own duplicates."""
+        if not distinct:
+            return list(range(min(k, len(ranked))))
+        picked: list[int] = []
         hashes: set[int] = set()
-        vectors: list[np.ndarray] = []
+        vectors = np.zeros((k, self.manifest.dimension), dtype=np.float32)
         for start in range(0, len(ranked), 4 * k):
-            chunk = ranked[start:start + 4 * k]
-            chunk_hashes, chunk_vectors = self._question_keys(chunk)
-            for at, (question_hash, vector) in enumerate(zip(chunk_hashes.tolist(), chunk_vectors)):
-                if question_hash in hashes or (vectors and dots(np.stack(vectors), vector).max() >= DUPLICATE_COSINE):
+            chunk_hashes, chunk_vectors = self._question_keys(ranked[start:start + 4 * k])
+            for at, question_hash in enumerate(chunk_hashes.tolist()):
+                if question_hash in hashes or (picked and dots(vectors[:len(picked)], chunk_vectors[at]).max() >= DUPLICATE_COSINE):
                     continue
-                kept.append(start + at)
+                vectors[len(picked)] = chunk_vectors[at]
+                picked.append(start + at)
                 hashes.add(question_hash)
-                vectors.append(vector)
-                if len(kept) == k:
-                    return kept
-        return kept
+                if len(picked) == k:
+                    return picked
+        return picked
 
     def _question_keys(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The question hashes and question vectors of global rows."""
