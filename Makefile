@@ -32,6 +32,9 @@ demo: $(STAMP)
 	@echo
 	@echo "== Free-text search =="
 	$(BIN)/simqa search "my neck muscles twitch and my head shakes when I am nervous" --index $(DEMO_INDEX) -k 3
+	@echo
+	@echo "== Related FAQ for the same text (simqa related-faq) =="
+	$(BIN)/simqa related-faq "my neck muscles twitch and my head shakes when I am nervous" --index $(DEMO_INDEX)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

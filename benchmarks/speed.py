@@ -93,9 +93,10 @@ def qrels_dict() -> dict[str, dict[str, int]]:
 
 
 def phase_queries(index: str, relevance: bool) -> dict:
-    """Latency per stage and end to end, batch throughput, nDCG@10 and peak RSS of one index."""
-    searcher = Searcher.open(index)
-    out: dict = {"index_mb": dir_mb(searcher.generation), "documents": len(searcher)}
+    """Latency per stage and end to end, batch throughput, nDCG@10, peak RSS and the seconds to
+    open one index (in this fresh process: the files in the page cache, as after a build)."""
+    searcher, opened = timed(Searcher.open, index)
+    out: dict = {"index_mb": dir_mb(searcher.generation), "documents": len(searcher), "open_seconds": round(opened, 3)}
     searcher.search("warm up the model and the caches", k=10)
     for setting in ("summary", "original"):
         queries = load_queries(setting)
