@@ -91,7 +91,7 @@ class TopicFinder:
             fused = scores[active[0]]
         else:
             fused = np.nan_to_num(scores["votes"]) if "votes" in active else np.zeros(len(self.topics))
-            for signal in set(active) - {"votes"}:
+            for signal in (s for s in active if s != "votes"):  # in a fixed order: sums round alike in every process
                 fused += _reciprocal_ranks(scores[signal])
             fused[fused == 0] = np.nan
         found = np.flatnonzero(~np.isnan(fused))
