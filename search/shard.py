@@ -132,7 +132,7 @@ class Shard:
     def filters(self) -> FilterColumns:
         """The rows as filters see them, folded on the first filtered query, not at start-up
         (two threads doing it at once would only do it twice)."""
-        return FilterColumns.of(self.store.departments, self.store.doctors, self.store.ask_dates, self.store.source_files)
+        return FilterColumns.of(*self.store.filter_columns())
 
     def stored_query(self, row: int, consultation: Consultation | None = None) -> Query:
         """A query made of a stored consultation: its tokens, question vector, mean reply vector;
