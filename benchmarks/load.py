@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     with running_server(args.index) as base:
-        ids = Segment.open_store(generations.current(Path(args.index))).ids
+        ids = Segment.open_store(generations.current(Path(args.index))).ids.tolist()
         queries = list(load_queries("summary").values()) + list(load_queries("original").values())
         result = asyncio.run(run(base, args.clients, args.seconds, queries, ids))
     result["index"] = args.index

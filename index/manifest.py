@@ -22,7 +22,7 @@ from pathlib import Path
 from index.errors import IndexFormatError
 from index.text import TOKENIZER
 
-FORMAT_VERSION = 3  # 3: the store has filter columns; 2: generations (index/generations.py); 1 had the files at the top
+FORMAT_VERSION = 4  # 4: the store's ids and question hashes in .npy; 3: the store has filter columns; 2: generations (index/generations.py); 1 had the files at the top
 MANIFEST = "manifest.json"
 
 

@@ -5,7 +5,8 @@ the document store, BM25 per field, question vectors, reply-passage vectors with
 the two FAISS indexes and the manifest. `write` lays them out; `Segment.open` maps them back.
 Build, update, the Searcher and the benchmarks go through here and know no file name.
 
-    consultations.sqlite   the document store (index/store.py)
+    consultations.sqlite   the document store (index/store.py), with its memory-mapped columns
+    ids.npy, ids_sorted.npy, ids_sorted_rows.npy, question_hashes.npy
     bm25_question/         bm25s directory: title + question
     bm25_reply/            bm25s directory: reply + more info
     question_vectors.npy   one unit vector per consultation (not for "hnsw-sq8": its index holds them)

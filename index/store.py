@@ -2,6 +2,9 @@
 
 Row numbers are the local positions used by BM25 and FAISS; `id` is the global id that appears in
 results, so an index can be one shard of many. Each consultation is stored as JSON (no pickle).
+What every query needs of every row lives beside it in .npy files, memory-mapped on open so that
+opening does not grow with the collection: the ids in row order, the ids sorted with their rows
+(an id's row by binary search), and the question hashes (duplicates).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import json
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,21 @@ CREATE TABLE consultations (
 """
 
 
-def write_store(path: Path, consultations: Iterable[Consultation]) -> None:
-    """Write a new store file holding the consultations in the given order."""
+IDS = "ids.npy"  # beside the store file: the ids in row order
+SORTED_IDS = "ids_sorted.npy"  # ...sorted
+SORTED_ROWS = "ids_sorted_rows.npy"  # ...and the row of each
+QUESTION_HASHES = "question_hashes.npy"
+
+
+def write_store(path: Path, consultations: list[Consultation]) -> None:
+    """Write a new store file holding the consultations in the given order, and its columns."""
+    ids = np.array([c.id for c in consultations])
+    order = np.argsort(ids, kind="stable")
+    np.save(path.with_name(IDS), ids, allow_pickle=False)
+    np.save(path.with_name(SORTED_IDS), ids[order], allow_pickle=False)
+    np.save(path.with_name(SORTED_ROWS), order.astype(np.int64), allow_pickle=False)
+    np.save(path.with_name(QUESTION_HASHES), np.array([question_hash(c.question) for c in consultations], dtype=np.int64),
+            allow_pickle=False)
     with sqlite3.connect(path) as db:
         db.execute(SCHEMA)
         db.executemany(
@@ -60,6 +75,29 @@ def question_hash(question: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+class RowsById:
+    """id -> row over the memory-mapped sorted ids: a binary search, no dict built on open."""
+
+    def __init__(self, sorted_ids: np.ndarray, rows: np.ndarray) -> None:
+        self._ids, self._rows = sorted_ids, rows
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, consultation_id: str, default: int | None = None) -> int | None:
+        at = int(np.searchsorted(self._ids, consultation_id))
+        return int(self._rows[at]) if at < len(self._ids) and self._ids[at] == consultation_id else default
+
+    def __getitem__(self, consultation_id: str) -> int:
+        row = self.get(consultation_id)
+        if row is None:
+            raise KeyError(consultation_id)
+        return row
+
+    def __contains__(self, consultation_id: object) -> bool:
+        return isinstance(consultation_id, str) and self.get(consultation_id) is not None
+
+
 class DocumentStore:
     """Read-only access to a store file; safe to share between threads."""
 
@@ -69,12 +107,16 @@ class DocumentStore:
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._lock = threading.Lock()  # one connection shared by request threads
         try:
-            rows = self.db.execute("SELECT id, question_hash FROM consultations ORDER BY row").fetchall()
+            self.db.execute("SELECT row FROM consultations LIMIT 1").fetchall()
+            self.ids = np.load(path.with_name(IDS), mmap_mode="r")
+            self.question_hashes = np.load(path.with_name(QUESTION_HASHES), mmap_mode="r")
+            self.rows = RowsById(np.load(path.with_name(SORTED_IDS), mmap_mode="r"), np.load(path.with_name(SORTED_ROWS), mmap_mode="r"))
         except sqlite3.DatabaseError as error:
             raise IndexFormatError(f"{path}: not a readable document store ({error})") from None
-        self.ids: list[str] = [r[0] for r in rows]
-        self.question_hashes = np.array([r[1] for r in rows], dtype=np.int64)
-        self.rows: dict[str, int] = {id_: row for row, id_ in enumerate(self.ids)}
+        except (OSError, ValueError) as error:
+            raise IndexFormatError(f"{path.parent}: the store's columns are unreadable ({error}); rebuild the index") from None
+        if not len(self.ids) == len(self.question_hashes) == len(self.rows):
+            raise IndexFormatError(f"{path.parent}: the store's columns disagree on the number of consultations; rebuild the index")
 
     def filter_columns(self) -> tuple[list[str], list[str], list[str], list[str]]:
         """Department, doctor, ask date (ISO, "" where unknown) and source file of every row, in

@@ -250,7 +250,7 @@ class Searcher:
 
     def ids(self) -> list[str]:
         """Every consultation's id, in index order."""
-        return [i for shard in self.shards for i in shard.store.ids]
+        return [i for shard in self.shards for i in shard.store.ids.tolist()]
 
     def consultations(self) -> list[Consultation]:
         """Every stored consultation, in index order (one read per shard)."""
@@ -338,6 +338,8 @@ class Searcher:
 
     def _id_array(self, rows: np.ndarray) -> np.ndarray:
         """The ids of global rows, as an array."""
+        if len(self.shards) == 1:
+            return np.asarray(self.shards[0].store.ids[rows])
         owners = np.searchsorted(self._offsets, rows, side="right") - 1
         return np.array([self.shards[s].store.ids[r] for s, r in zip(owners, rows - self._offsets[owners])])
 
