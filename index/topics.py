@@ -22,6 +22,7 @@ import numpy as np
 
 from index.consultation import Consultation, normalize_space, valid_unicode
 from index.errors import IndexFormatError, ParseError
+from index.readers.jsonl import json_object
 
 TOPICS = "topics.json"
 TOPIC_VECTORS = "topic_vectors.npy"
@@ -79,12 +80,7 @@ def _topic(path: str, number: int, line: str) -> Topic:
     def fail(name: str, message: str) -> ParseError:
         return ParseError(path, number, name, message)
 
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise fail("line", f"not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(data, dict):
-        raise fail("line", f"expected a JSON object, got {type(data).__name__}")
+    data = json_object(line, fail)
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
         raise fail(unknown[0], f"unknown field (known: {', '.join(_FIELDS)})")

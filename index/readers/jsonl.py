@@ -40,18 +40,25 @@ def read_jsonl(path: str | Path, text: str, on_error: Callable[[ParseError], Non
             on_error(error)
 
 
-def _consultation(path: str, number: int, line: str) -> Consultation:
-    def fail(field: str, message: str) -> ParseError:
-        return ParseError(path, number, field, message)
-
+def json_object(line: str, fail: Callable[[str, str], ParseError]) -> dict:
+    """One JSONL line as an object; `fail(field, message)` makes the error (not JSON, too deep,
+    not an object). The topics file (index/topics.py) reads its lines with it too."""
     try:
         data = json.loads(line)
     except json.JSONDecodeError as error:
         raise fail("line", f"not valid JSON ({error.msg} at column {error.colno})") from None
     except RecursionError:
-        raise fail("line", "nested too deeply to be a consultation") from None
+        raise fail("line", "nested too deeply to be a record") from None
     if not isinstance(data, dict):
         raise fail("line", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _consultation(path: str, number: int, line: str) -> Consultation:
+    def fail(field: str, message: str) -> ParseError:
+        return ParseError(path, number, field, message)
+
+    data = json_object(line, fail)
     for name in ("id", "question"):
         if name not in data:
             raise fail(name, "missing (required)")
