@@ -13,7 +13,7 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-scale-out bench-topics bench-start serve
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-load-ray bench-scale-out bench-topics bench-start serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -115,6 +115,12 @@ bench-precision: $(STAMP)
 # Load: 16 concurrent clients for 30 s against simqa serve on loopback.
 bench-load: $(STAMP)
 	$(BIN)/python -m benchmarks.load --index $(MEDQUAD_INDEX) --clients 16 --seconds 30
+
+# The same load against `simqa serve` (one index; 2 shards in one process) and `simqa serve --ray local`
+# (2 shard deployments), one run (benchmarks/load_ray.py); builds build/medquad-2shards from the cache.
+bench-load-ray: $(STAMP)
+	$(BIN)/python -m benchmarks.load_ray --index $(MEDQUAD_INDEX) --corpus $(SUITE)/medquad/corpus.jsonl \
+		--sharded build/medquad-2shards --cache $(BENCH_CACHE) --clients 16 --seconds 30
 
 # Scale-out: MedQuAD in 4 shards against one index (same top 10 with exact vectors, nDCG with
 # HNSW, build times, query latency) and embedding on Ray Data with 1 and 2 actors against the

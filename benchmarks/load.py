@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def running_server(index: str | Path, *extra: str):
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # Ray Serve starts its runtime and deployments first
         while True:
             try:
                 if httpx.get(base + "/healthz", timeout=2).status_code == 200:
@@ -58,8 +59,8 @@ def running_server(index: str | Path, *extra: str):
             time.sleep(0.3)
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        process.send_signal(signal.SIGINT)  # as Ctrl-C: `simqa serve --ray` shuts Ray Serve down
+        process.wait(timeout=60)
 
 
 async def client(base: str, queries: list[str], ids: list[str], until: float, seed: int, out: dict) -> None:

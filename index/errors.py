@@ -18,3 +18,11 @@ class ParseError(SimqaError):
 
 class IndexFormatError(SimqaError):
     """An index directory that cannot be opened: missing, damaged, or built differently."""
+
+
+class ShardUnavailable(SimqaError):
+    """No replica of a shard answered (search/served.py): an answer without it would be incomplete."""
+
+    def __init__(self, shard: str, reason: str) -> None:
+        super().__init__(f"shard {shard} is unavailable ({reason}); its consultations would be missing, so there is no answer")
+        self.shard = shard

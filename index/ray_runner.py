@@ -23,11 +23,14 @@ from index.errors import SimqaError
 BATCH = 256  # texts per Ray Data block and batch: small enough that actors share the work evenly
 
 
-def ray_module():
-    """Ray, or a SimqaError that says how to install it."""
+def ray_module(serve: bool = False):
+    """Ray with Ray Data (or with Ray Serve), or a SimqaError that says how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the extra installs it; a bare `ray` lacks it)
+        if serve:
+            import ray.serve  # noqa: F401  (the extra installs its dependencies; a bare `ray` lacks them)
+        else:
+            import ray.data  # noqa: F401
     except ImportError:
         raise SimqaError("--ray needs Ray, which is not installed: pip install 'simqa[ray]' "
                          "(in a checkout: pip install -e '.[ray]')") from None

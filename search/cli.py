@@ -167,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                        help="origin allowed to call the API from a browser (repeatable), e.g. https://clinic.example")
+    serve.add_argument("--ray", metavar="ADDRESS",
+                       help="serve on Ray Serve: an ingress and a deployment per shard; 'local' starts Ray here, "
+                            "an address (host:port) joins a running cluster")
+    serve.add_argument("--replicas", type=_positive, default=1, metavar="R", help="with --ray: replicas of each shard's deployment")
+    serve.add_argument("--cpus-per-replica", type=float, default=0.5, metavar="CPUS", help="with --ray: CPUs Ray reserves per shard replica")
+    serve.add_argument("--ingress-replicas", type=_positive, default=1, metavar="R", help="with --ray: replicas of the ingress (HTTP, query encoding)")
+    serve.add_argument("--ingress-cpus", type=float, default=0.5, metavar="CPUS", help="with --ray: CPUs Ray reserves per ingress replica")
     serve.set_defaults(run=_serve)
 
     panels = commands.add_parser("panels", help="precompute the Similar Q&A panel of every consultation")
@@ -413,6 +420,12 @@ def _bench_panels(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.ray:
+        from search.served import serve_on_ray
+
+        serve_on_ray(Path(args.index), args.ray, args.host, args.port, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
+                     ingress_replicas=args.ingress_replicas, ingress_cpus=args.ingress_cpus, allow_origins=args.allow_origin)
+        return 0
     from search.server import serve
 
     serve(Path(args.index), args.host, args.port, args.allow_origin)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from index import generations
 from index.errors import IndexFormatError
-from search.searcher import Searcher
+from search.searcher import Searcher, ShardFactory
 
 CHECK_SECONDS = 1.0
 log = logging.getLogger("simqa")
@@ -25,9 +25,10 @@ log = logging.getLogger("simqa")
 class LiveSearcher:
     """Hands out the Searcher of the current generation."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, shard: ShardFactory = None) -> None:
         self.directory = Path(directory)
-        self._searcher = Searcher.open(self.directory)
+        self._shard = shard  # how each generation's shards are made (Searcher.open)
+        self._searcher = Searcher.open(self.directory, shard=shard)
         self._checked = time.monotonic()
         self._lock = threading.Lock()
 
@@ -37,7 +38,7 @@ class LiveSearcher:
             try:
                 self._checked = now
                 if generations.current(self.directory) != self._searcher.generation:
-                    self._searcher = Searcher.open(self.directory, encoder=self._searcher.query_encoder())
+                    self._searcher = Searcher.open(self.directory, encoder=self._searcher.query_encoder(), shard=self._shard)
             except (IndexFormatError, OSError) as error:
                 log.warning("simqa: keeping generation %s: %s", self._searcher.generation.name, error)
             finally:

@@ -14,8 +14,10 @@ import os
 import threading
 from datetime import date
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +37,9 @@ from index.topics import StoredTopics
 # The model runs on ONNX Runtime for queries (index/onnx_runner.py); SIMQA_QUERY_BACKEND=torch
 # keeps it on torch.
 QUERY_BACKEND = os.environ.get("SIMQA_QUERY_BACKEND", "onnx")
+
+# Makes a shard's answering side from its number, generation directory and manifest (Searcher.open).
+ShardFactory = Callable[[int, Path, Manifest], Any] | None
 
 # Longer queries are refused: a question is not a document (the HTTP API allows 2,000).
 MAX_QUERY_CHARS = 10_000
@@ -68,7 +73,7 @@ class Hit:
 class Searcher:
     """The query side of one index directory. Thread-safe; load once per process."""
 
-    def __init__(self, directory: Path, generation: Path, manifest: Manifest, shards: list[Path], model: str | None,
+    def __init__(self, directory: Path, generation: Path, manifest: Manifest, shards: list, model: str | None,
                  encoder: Encoder | None) -> None:
         self.directory = directory
         self.generation = generation  # the top level's, for a sharded index
@@ -76,23 +81,26 @@ class Searcher:
         self._model = model
         self._query_encoder = encoder
         self._lock = threading.Lock()
-        self.shards = [Shard(path) for path in shards]
-        self._offsets = np.cumsum([0] + [len(shard.store) for shard in self.shards])
+        self.shards = shards  # Shard, or search/served.py's RemoteShard: the same methods
+        self._offsets = np.cumsum([0] + [len(shard) for shard in self.shards])
         # Fusions choose their weights by this (Fusion.for_index), over the whole collection.
         self.has_replies = bool(manifest.counts.get("reply_passages", 0))
         self.topics = TopicFinder(StoredTopics.open(generation))  # the collection's, at the top level of a sharded index
 
     @classmethod
     def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None,
-             verify: bool = False) -> "Searcher":
+             verify: bool = False, shard: ShardFactory = None) -> "Searcher":
         """Open the current generation of an index; `model` must be the model it was built with.
 
         Without `model`, the model recorded in the manifest is used (loaded on the first query
         that needs it); a loaded query `encoder` of that model is reused. Every file's size is
         checked, and the SHA-256 of every file written to since the build (index/manifest.py);
         `verify` checks every file's SHA-256, as `simqa verify` does. Raises IndexFormatError
-        for a missing, damaged or mismatched index.
+        for a missing, damaged or mismatched index. `shard(number, generation, manifest)` makes
+        each shard's answering side (default: a Shard over the files here; search/served.py's
+        proxies to Ray Serve deployments).
         """
+        shard = shard or (lambda number, generation, manifest: Shard(generation))
         directory = Path(directory)
         generation = generations.current(directory)
         while True:
@@ -101,9 +109,9 @@ class Searcher:
                 manifest.verify(generation, full=verify)
                 name, path = resolve_model(model if model is not None else manifest.model)
                 manifest.check_model(name, model_fingerprint(path))
-                shards = [g for g, _ in sharded.shard_generations(directory, manifest, verify)] if sharded.is_sharded(manifest) else [generation]
+                parts = sharded.shard_generations(directory, manifest, verify) if sharded.is_sharded(manifest) else [(generation, manifest)]
                 reuse = encoder if encoder is not None and encoder.fingerprint == manifest.model_fingerprint else None
-                return cls(directory, generation, manifest, shards, name, reuse)
+                return cls(directory, generation, manifest, [shard(n, g, m) for n, (g, m) in enumerate(parts)], name, reuse)
             except (IndexFormatError, FileNotFoundError):
                 # A writer may have published and pruned while we opened: try its generation.
                 latest = generations.current(directory)
@@ -239,22 +247,21 @@ class Searcher:
 
     def get(self, consultation_id: str) -> Consultation:
         """The stored consultation with this id."""
-        shard = self.shards[self._owner(consultation_id)]
-        return shard.store.get([shard.row(consultation_id)])[0]
+        return self.shards[self._owner(consultation_id)].get(consultation_id)
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
 
     def __contains__(self, consultation_id: str) -> bool:
-        return consultation_id in self.shards[self._owner(consultation_id)].store.rows
+        return self.shards[self._owner(consultation_id)].has(consultation_id)
 
     def ids(self) -> list[str]:
         """Every consultation's id, in index order."""
-        return [i for shard in self.shards for i in shard.store.ids.tolist()]
+        return [i for shard in self.shards for i in shard.ids().tolist()]
 
     def consultations(self) -> list[Consultation]:
         """Every stored consultation, in index order (one read per shard)."""
-        return [c for shard in self.shards for c in shard.store.get(list(range(len(shard.store))))]
+        return [c for shard in self.shards for c in shard.consultations(list(range(len(shard))))]
 
     def titles(self) -> list[tuple[str, str]]:
         """(id, title) of every consultation, in index order."""
@@ -327,31 +334,34 @@ class Searcher:
 
     def _stored_queries(self, consultation_ids: list[str]) -> list[Query]:
         """Queries of stored consultations, reading each shard's store once."""
-        located = [(self._owner(i), self.shards[self._owner(i)].row(i)) for i in consultation_ids]
-        queries: list[Query | None] = [None] * len(located)
-        for number, shard in enumerate(self.shards):
-            mine = [at for at, (owner, _) in enumerate(located) if owner == number]
-            rows = [located[at][1] for at in mine]
-            for at, row, consultation in zip(mine, rows, shard.store.get(rows) if rows else []):
-                queries[at] = shard.stored_query(row, consultation)
+        owners = [self._owner(i) for i in consultation_ids]
+        queries: list[Query | None] = [None] * len(owners)
+        for number in sorted(set(owners)):
+            mine = [at for at, owner in enumerate(owners) if owner == number]
+            for at, query in zip(mine, self.shards[number].stored_queries([consultation_ids[at] for at in mine])):
+                queries[at] = query
         return queries
 
     def _id_array(self, rows: np.ndarray) -> np.ndarray:
         """The ids of global rows, as an array."""
         if len(self.shards) == 1:
-            return np.asarray(self.shards[0].store.ids[rows])
+            return self.shards[0].ids(rows)
         owners = np.searchsorted(self._offsets, rows, side="right") - 1
-        return np.array([self.shards[s].store.ids[r] for s, r in zip(owners, rows - self._offsets[owners])])
+        out = np.empty(len(rows), dtype=object)
+        for number in np.unique(owners):
+            at = np.flatnonzero(owners == number)
+            out[at] = self.shards[number].ids(rows[at] - self._offsets[number])
+        return out
 
     def _consultations(self, rows: np.ndarray) -> list[Consultation]:
         """The consultations of global rows, in their order (one store read per shard)."""
         if len(self.shards) == 1:
-            return self.shards[0].store.get(rows.tolist())
+            return self.shards[0].consultations(rows.tolist())
         owners = np.searchsorted(self._offsets, rows, side="right") - 1
         out: list[Consultation | None] = [None] * len(rows)
         for number in np.unique(owners):
             at = np.flatnonzero(owners == number)
-            for position, consultation in zip(at, self.shards[number].store.get((rows[at] - self._offsets[number]).tolist())):
+            for position, consultation in zip(at, self.shards[number].consultations((rows[at] - self._offsets[number]).tolist())):
                 out[position] = consultation
         return out
 
@@ -409,9 +419,7 @@ class Searcher:
         vectors = np.zeros((len(rows), self.manifest.dimension), dtype=np.float32)
         for number in np.unique(owners):
             at = np.flatnonzero(owners == number)
-            local = rows[at] - self._offsets[number]
-            hashes[at] = self.shards[number].store.question_hashes[local]
-            vectors[at] = np.asarray(self.shards[number].question_vectors[local])
+            hashes[at], vectors[at] = self.shards[number].question_keys(rows[at] - self._offsets[number])
         return hashes, vectors
 
     def _hits(

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from index.consultation import valid_unicode
-from index.errors import SimqaError
+from index.errors import ShardUnavailable, SimqaError
 from search.filters import NAMES as FILTERS, FilterError, Filters
 from search.fusion import MODES
 from search.live import LiveSearcher
@@ -89,6 +89,8 @@ class SearchRequest(BaseModel):
 REFUSED = {400: {"description": "a query simqa refuses, e.g. not valid Unicode or too long; `detail` says why"}}
 TOO_LARGE = {413: {"description": "a request body over the size limit"}}
 UNKNOWN = {404: {"description": "no consultation with this id"}}
+UNAVAILABLE = {503: {"description": "a shard of the index did not answer (simqa serve --ray); `detail` names it. "
+                     "An answer without its consultations would be wrong, so there is none"}}
 
 
 def _invalid(location: tuple[str, ...], message: str) -> RequestValidationError:
@@ -138,13 +140,21 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
                 return JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
         return await call_next(request)
 
-    @app.get("/healthz")
-    def healthz() -> dict:
+    @app.get("/healthz", responses={503: {"description": "a shard does not answer: `status` is \"degraded\""}})
+    def healthz() -> JSONResponse:
+        """The index, and each shard's consultations and generation (and replicas, on Ray Serve)."""
         searcher = current()
-        return {"status": "ok", "consultations": len(searcher), "model": searcher.manifest.model,
-                "generation": searcher.generation.name}
+        shards = []
+        for number, shard in enumerate(searcher.shards):
+            try:
+                shards.append({"shard": number, "status": "ok", **shard.health()})
+            except ShardUnavailable as error:
+                shards.append({"shard": number, "status": "unavailable", "detail": str(error)})
+        ok = all(s["status"] == "ok" for s in shards)
+        return JSONResponse({"status": "ok" if ok else "degraded", "consultations": len(searcher), "model": searcher.manifest.model,
+                             "generation": searcher.generation.name, "shards": shards}, status_code=200 if ok else 503)
 
-    @app.get("/api/search", responses=REFUSED, dependencies=API)
+    @app.get("/api/search", responses={**REFUSED, **UNAVAILABLE}, dependencies=API)
     def search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the question")],
         filters: Filtered,
@@ -157,7 +167,7 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         hits = current().search(q, k=k, mode=mode, explain=explain, **vars(filters))
         return {"query": q, "hits": [h.to_dict() for h in hits]}
 
-    @app.post("/api/search", responses={**REFUSED, **TOO_LARGE})
+    @app.post("/api/search", responses={**REFUSED, **TOO_LARGE, **UNAVAILABLE})
     def search_batch(request: Annotated[SearchRequest, Body()]) -> dict:
         if any(not q.strip() for q in request.queries):
             raise _invalid(("body", "queries"), "queries must not be blank")
@@ -165,14 +175,14 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
                                         **vars(_filters("body", {name: getattr(request, name) for name in FILTERS})))
         return {"results": [[h.to_dict() for h in hits] for hits in results]}
 
-    @app.get("/api/similar/{consultation_id:path}", responses=UNKNOWN, dependencies=API)
+    @app.get("/api/similar/{consultation_id:path}", responses={**UNKNOWN, **UNAVAILABLE}, dependencies=API)
     def similar(consultation_id: str, filters: Filtered, k: K = 4, explain: Explain = False) -> dict:
         searcher = current()
         _known(searcher, consultation_id)
         hits = searcher.similar(consultation_id, k=k, explain=explain, **vars(filters))
         return {"id": consultation_id, "hits": [h.to_dict() for h in hits]}
 
-    @app.get("/api/related-faq", responses={**REFUSED, **UNKNOWN}, dependencies=API)
+    @app.get("/api/related-faq", responses={**REFUSED, **UNKNOWN, **UNAVAILABLE}, dependencies=API)
     def related_faq(
         q: Annotated[str | None, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="free text (or give id)")] = None,
         id: Annotated[str | None, Query(description="a stored consultation's id (or give q)")] = None,
@@ -189,7 +199,7 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
         topics = searcher.related_faq(text=q, consultation_id=id, k=k)
         return {"query": q, "id": id, "topics": [t.to_dict() for t in topics]}
 
-    @app.get("/api/consultations/{consultation_id:path}", responses=UNKNOWN, dependencies=API)
+    @app.get("/api/consultations/{consultation_id:path}", responses={**UNKNOWN, **UNAVAILABLE}, dependencies=API)
     def consultation(consultation_id: str) -> dict:
         searcher = current()
         _known(searcher, consultation_id)
@@ -213,6 +223,10 @@ def create_app(source: Searcher | LiveSearcher, allow_origins: list[str] | None 
     @app.exception_handler(SimqaError)
     async def simqa_error(request: Request, error: SimqaError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=400)
+
+    @app.exception_handler(ShardUnavailable)
+    async def shard_unavailable(request: Request, error: ShardUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error), "shard": error.shard}, status_code=503, headers={"Retry-After": "1"})
 
     return app
 

