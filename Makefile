@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,ray,parquet]'
+	$(BIN)/pip install --quiet -e '.[test,ray,parquet,adapt]'
 	touch $(STAMP)
 
 install: $(STAMP)

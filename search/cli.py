@@ -1,4 +1,4 @@
-"""The `simqa` command: index, texts, add, delete, refresh-stats, verify, search, similar, related-faq, serve, panels, bench, list.
+"""The `simqa` command: index, texts, adapt, add, delete, refresh-stats, verify, search, similar, related-faq, serve, panels, bench, list.
 
 argparse (standard library) rather than click or typer: subcommands, typed options and help are
 all we need, and it adds no dependency. Errors of our own become one `simqa: error: ...` line
@@ -97,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     texts.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
     texts.add_argument("--quiet", action="store_true", help="no progress output")
     texts.set_defaults(run=_texts)
+
+    adapt = commands.add_parser("adapt", help="fine-tune the encoder on the consultations themselves (no labels), for simqa index --model")
+    adapt.add_argument("sources", nargs="+", metavar="SOURCE", help="seed-format pages, .jsonl files, or directories of them")
+    adapt.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR", help="where the adapted model is written (a new directory)")
+    adapt.add_argument("--base", default=None, metavar="MODEL", help="model to start from: the bundled MiniLM, or a sentence-transformers directory")
+    adapt.add_argument("--max-minutes", type=float, default=30.0, metavar="M", help="training stops by then (default 30)")
+    adapt.add_argument("--seed", type=int, default=0, help="seed of the validation split and of training")
+    adapt.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
+    adapt.add_argument("--quiet", action="store_true", help="no progress output")
+    adapt.set_defaults(run=_adapt)
 
     add = commands.add_parser("add", help="add or replace consultations (by id) in an index")
     _source_options(add)
@@ -317,6 +327,16 @@ def _texts(args: argparse.Namespace) -> int:
     consultations = _read(args)
     passages = vector_files.write_texts(consultations, args.out, PASSAGE_WORDS, MAX_PASSAGES)
     print(f"wrote the texts of {len(consultations)} consultations ({passages} reply passages) to {args.out}")
+    return 0
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from index.adapt import adapt
+
+    report = adapt(_read(args), args.out, base=args.base, max_minutes=args.max_minutes, seed=args.seed, progress=not args.quiet)
+    scores = ", ".join(f"{kind} {report.validation_before[kind]:.3f} -> {report.validation_after[kind]:.3f}" for kind in report.validation_after)
+    print(f"adapted {report.base} on {sum(report.pairs.values()):,} pairs in {report.steps} steps ({report.seconds / 60:.1f} min, "
+          f"{report.stopped}); validation MRR@10: {scores}; wrote {args.out} (simqa index --model {args.out})")
     return 0
 
 
