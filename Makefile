@@ -13,7 +13,7 @@ MEDQUAD_INDEX := build/medquad-index
 BENCH_CACHE := benchmarks/cache/embeddings.sqlite
 RESULTS := benchmarks/results
 
-.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-load-ray bench-scale-out bench-topics bench-start serve
+.PHONY: demo test install clean bench-relevance bench-tune bench-speed bench-queries bench-precision bench-load bench-load-ray bench-adapt bench-scale-out bench-topics bench-start serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -69,6 +69,13 @@ bench-relevance: $(STAMP)
 		--out $(RESULTS)/suite/rqe
 	$(BIN)/simqa index seeds --index $(DEMO_INDEX) --quiet
 	$(BIN)/simqa bench panels --index $(DEMO_INDEX) | tee $(RESULTS)/seed-panels.txt
+
+# simqa adapt on MedQuAD (LiveQA never trains), the index rebuilt with each adapted model, and the LiveQA-Med
+# tables beside the base model's, same run (benchmarks/adapt.py). Per seed: up to 30 min adapting and the
+# re-embedding of MedQuAD (about 30 min on 2 cores in fp32); needs the index bench-relevance builds.
+bench-adapt: $(STAMP)
+	$(BIN)/python -m benchmarks.adapt --corpus $(SUITE)/medquad/corpus.jsonl --base-index $(MEDQUAD_INDEX) --cache $(BENCH_CACHE) \
+		--seeds $(or $(SEEDS),0 1) --max-minutes 30
 
 # Related FAQ: MedQuAD's ~10,000 foci as topics, LiveQA-Med questions as queries (benchmarks/topics.py);
 # builds build/topics/index from the embedding cache (about 5 minutes once MedQuAD is cached).

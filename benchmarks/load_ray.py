@@ -18,23 +18,20 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 from benchmarks.liveqa import load_queries
 from benchmarks.load import RESULTS, ROOT, run, running_server
+from benchmarks.speed import cpu_name
 from index import generations
 from index.segment import Segment
 
 
 def cpu() -> str:
-    """The CPU's model name, for the record (figures depend on it)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return platform.processor()
+    """The CPU and its cores, for the record (figures depend on them)."""
+    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def main() -> None:

@@ -92,6 +92,9 @@ class OnnxRunner:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # ONNX Runtime's threads otherwise spin on the cores for a while after each query, starving
+        # what runs next: the query's BM25 and FAISS here, or the shard replicas of simqa serve --ray.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         width = self.session.get_outputs()[0].shape[-1]

@@ -261,7 +261,7 @@ class Searcher:
 
     def consultations(self) -> list[Consultation]:
         """Every stored consultation, in index order (one read per shard)."""
-        return [c for shard in self.shards for c in shard.consultations(list(range(len(shard))))]
+        return [c for shard in self.shards for c in shard.consultations(np.arange(len(shard)))]
 
     def titles(self) -> list[tuple[str, str]]:
         """(id, title) of every consultation, in index order."""
@@ -342,26 +342,29 @@ class Searcher:
                 queries[at] = query
         return queries
 
-    def _id_array(self, rows: np.ndarray) -> np.ndarray:
-        """The ids of global rows, as an array."""
-        if len(self.shards) == 1:
-            return self.shards[0].ids(rows)
+    def _by_shard(self, rows: np.ndarray, method: str) -> list[tuple[np.ndarray, Any]]:
+        """`method(local rows)` of each shard holding some of these global rows, with the positions
+        of those rows: every shard is asked before any answer is read (`ask`), so that shards in
+        other processes (search/served.py) work at once."""
         owners = np.searchsorted(self._offsets, rows, side="right") - 1
-        out = np.empty(len(rows), dtype=object)
+        asked = []
         for number in np.unique(owners):
             at = np.flatnonzero(owners == number)
-            out[at] = self.shards[number].ids(rows[at] - self._offsets[number])
-        return out
+            asked.append((at, self.shards[number].ask(method, rows[at] - self._offsets[number])))
+        return [(at, answer()) for at, answer in asked]
+
+    def _id_array(self, rows: np.ndarray) -> np.ndarray:
+        """The ids of global rows, as an array."""
+        out = np.empty(len(rows), dtype=object)
+        for at, ids in self._by_shard(rows, "ids"):
+            out[at] = ids
+        return out.astype(str)
 
     def _consultations(self, rows: np.ndarray) -> list[Consultation]:
         """The consultations of global rows, in their order (one store read per shard)."""
-        if len(self.shards) == 1:
-            return self.shards[0].consultations(rows.tolist())
-        owners = np.searchsorted(self._offsets, rows, side="right") - 1
         out: list[Consultation | None] = [None] * len(rows)
-        for number in np.unique(owners):
-            at = np.flatnonzero(owners == number)
-            for position, consultation in zip(at, self.shards[number].consultations((rows[at] - self._offsets[number]).tolist())):
+        for at, consultations in self._by_shard(rows, "consultations"):
+            for position, consultation in zip(at, consultations):
                 out[position] = consultation
         return out
 
@@ -414,12 +417,10 @@ class Searcher:
 
     def _question_keys(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The question hashes and question vectors of global rows."""
-        owners = np.searchsorted(self._offsets, rows, side="right") - 1
         hashes = np.zeros(len(rows), dtype=np.int64)
         vectors = np.zeros((len(rows), self.manifest.dimension), dtype=np.float32)
-        for number in np.unique(owners):
-            at = np.flatnonzero(owners == number)
-            hashes[at], vectors[at] = self.shards[number].question_keys(rows[at] - self._offsets[number])
+        for at, (shard_hashes, shard_vectors) in self._by_shard(rows, "question_keys"):
+            hashes[at], vectors[at] = shard_hashes, shard_vectors
         return hashes, vectors
 
     def _hits(

@@ -27,8 +27,10 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +99,12 @@ class RemoteShard:
     def candidates(self, query: Query, proposals: Proposals, clock: Clock | None = None) -> Candidates:
         return proposals.scored.among(proposals.rows())
 
-    def consultations(self, rows: list[int]) -> list:
+    def ask(self, method: str, *args) -> Callable[[], Any]:
+        """`method(*args)` of the shard, sent now, waited for when read."""
+        response = self._send(method, *args)
+        return lambda: self.wait(response)
+
+    def consultations(self, rows: np.ndarray) -> list:
         return self._call("consultations", rows)
 
     def get(self, consultation_id: str):
@@ -228,7 +235,8 @@ def serve_on_ray(directory: Path, address: str, host: str = "127.0.0.1", port: i
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)  # a service manager's stop shuts Ray Serve down as Ctrl-C does
+    for number in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, a service manager's stop, and SIGINT where a shell ignored it
+        signal.signal(number, stop)
 
     print(f"simqa: serving {directory} on Ray Serve at http://{host}:{port}/ "
           f"({len(shard_directories(Path(directory)))} shard deployment(s)); Ctrl-C stops", flush=True)

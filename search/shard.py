@@ -16,9 +16,11 @@ top, not its own top `depth` of every signal.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -260,9 +262,14 @@ class Shard:
     def __len__(self) -> int:
         return len(self.store)
 
-    def consultations(self, rows: list[int]) -> list[Consultation]:
+    def ask(self, method: str, *args) -> Callable[[], Any]:
+        """`method(*args)`, to be read later: here it runs when read; a shard in another process
+        (search/served.py) is sent the request at once, so that several work at the same time."""
+        return lambda: getattr(self, method)(*args)
+
+    def consultations(self, rows: np.ndarray) -> list[Consultation]:
         """The consultations at these rows, in their order."""
-        return self.store.get(rows)
+        return self.store.get([int(r) for r in rows])
 
     def get(self, consultation_id: str) -> Consultation:
         """The stored consultation with this id; SimqaError if the shard has none."""
