@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+SPINNING = "SIMQA_ONNX_SPINNING"  # "0": ONNX Runtime's threads sleep between runs instead of spinning
 
 
 _MODULES = {"sentence_transformers.models.Transformer": "Transformer", "sentence_transformers.models.Pooling": "Pooling",
@@ -92,9 +93,11 @@ class OnnxRunner:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # ONNX Runtime's threads otherwise spin on the cores for a while after each query, starving
-        # what runs next: the query's BM25 and FAISS here, or the shard replicas of simqa serve --ray.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if os.environ.get(SPINNING, "1") == "0":
+            # ONNX Runtime's threads spin for a while after each run, which is fastest for a process
+            # that owns its cores, and starves other busy processes on them: the shard replicas beside
+            # the ingress of simqa serve --ray (search/served.py turns it off there).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         width = self.session.get_outputs()[0].shape[-1]

@@ -23,6 +23,7 @@ complete again once one is up, with no restart of simqa.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -184,8 +185,10 @@ class Ingress:
     `__serve_build_asgi_app__` after the constructor, so the app closes over this replica's Searcher)."""
 
     def __init__(self, directory: str, handles: list, timeout: float, allow_origins: list[str] | None) -> None:
+        from index.onnx_runner import SPINNING
         from search.live import LiveSearcher
 
+        os.environ[SPINNING] = "0"  # the query encoder shares the node's cores with shard replicas
         names = [shard_name(n) for n in range(len(handles))]
         self.live = LiveSearcher(directory, shard=lambda n, generation, manifest: RemoteShard(n, names[n], handles[n], generation, manifest, timeout))
         self.live.get().embed("load the model before the first request")
