@@ -70,12 +70,13 @@ bench-relevance: $(STAMP)
 	$(BIN)/simqa index seeds --index $(DEMO_INDEX) --quiet
 	$(BIN)/simqa bench panels --index $(DEMO_INDEX) | tee $(RESULTS)/seed-panels.txt
 
-# simqa adapt on MedQuAD (LiveQA never trains), the index rebuilt with each adapted model, and the LiveQA-Med
+# simqa adapt on MedQuAD (LiveQA never trains), the indexes rebuilt with each adapted model, and the relevance
 # tables beside the base model's, same run (benchmarks/adapt.py). Per seed: up to 30 min adapting and the
-# re-embedding of MedQuAD (about 30 min on 2 cores in fp32); needs the index bench-relevance builds.
+# re-embedding of MedQuAD (about 30 min on 2 cores in fp32); needs the indexes bench-relevance builds.
+# SEEDS="0" for one seed; BENCHMARKS=all adds the question-only shapes (each corpus embedded again).
 bench-adapt: $(STAMP)
-	$(BIN)/python -m benchmarks.adapt --corpus $(SUITE)/medquad/corpus.jsonl --base-index $(MEDQUAD_INDEX) --cache $(BENCH_CACHE) \
-		--seeds $(or $(SEEDS),0 1) --max-minutes 30
+	$(BIN)/python -m benchmarks.adapt --suite $(SUITE) --base-index $(MEDQUAD_INDEX) --base-suite-index $(SUITE_INDEX) \
+		--cache $(BENCH_CACHE) --seeds $(or $(SEEDS),0 1) --max-minutes 30 --benchmarks $(or $(BENCHMARKS),liveqa-original liveqa-summary)
 
 # Related FAQ: MedQuAD's ~10,000 foci as topics, LiveQA-Med questions as queries (benchmarks/topics.py);
 # builds build/topics/index from the embedding cache (about 5 minutes once MedQuAD is cached).

@@ -1,13 +1,18 @@
-"""`make bench-adapt`: `simqa adapt` on MedQuAD, the index rebuilt with the adapted model, and the
-LiveQA-Med relevance tables beside the base model's, in one run, for each seed.
+"""`make bench-adapt`: `simqa adapt` on MedQuAD, the indexes rebuilt with the adapted model, and the
+relevance tables beside the base model's, in one run, for each seed.
+
+The benchmarks are those of benchmarks/suite.py (`--benchmarks`; by default the two LiveQA-Med
+settings over MedQuAD; `all` adds the other shapes, question-only ones among them, each of whose
+corpora is embedded again with every adapted model). The base model's indexes are the ones
+`make bench-relevance` builds.
 
 MedQuAD's consultations are the only training data: the LiveQA-Med questions, their summaries
 and the judgments are read only to score the finished indexes (tests/test_adapt.py checks that no
 LiveQA question is among the training pairs). Each step is a `simqa` command, timed as a user
 would see it. Writes benchmarks/results/adapt/results.md and .json (and each run's tables).
 
-    python -m benchmarks.adapt --corpus build/suite/medquad/corpus.jsonl --base-index build/medquad-index \\
-        --cache benchmarks/cache/embeddings.sqlite --seeds 0 1 --max-minutes 30
+    python -m benchmarks.adapt --suite build/suite --base-index build/medquad-index --base-suite-index build/suite-index \\
+        --cache benchmarks/cache/embeddings.sqlite --seeds 0 1 --max-minutes 30 [--benchmarks all]
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from pathlib import Path
 
 from benchmarks.load import RESULTS, ROOT
 from benchmarks.load_ray import cpu
+from benchmarks.suite import BY_NAME, Benchmark
+from search import Searcher
+from search.bench import panel_recovery
 
-SETTINGS = {"original": "LiveQA-Med 2017 original questions over MedQuAD", "summary": "LiveQA-Med 2017 NLM summaries over MedQuAD"}
+DEFAULT_BENCHMARKS = ("liveqa-original", "liveqa-summary")
 SHOWN = ("default", "bm25", "dense_question", "dense_reply")
 
 
@@ -33,52 +41,76 @@ def simqa(*args: str) -> float:
     return time.perf_counter() - start
 
 
-def tables(index: Path, suite: Path, out: Path) -> dict[str, dict]:
-    """The relevance results of an index for both query settings."""
+def tables(indexes: dict[str, Path], benchmarks: list[Benchmark], suite: Path, out: Path) -> dict[str, dict]:
+    """The relevance results of each benchmark, on the index of its corpus."""
     found = {}
-    for setting, title in SETTINGS.items():
-        simqa("bench", "relevance", "--index", str(index), "--queries", str(suite / f"queries-{setting}.tsv"),
-              "--qrels", str(suite / "qrels.txt"), "--title", title, "--out", str(out / setting))
-        found[setting] = json.loads((out / setting / "results.json").read_text())["results"]
+    for b in benchmarks:
+        folder = suite / b.corpus
+        simqa("bench", "relevance", "--index", str(indexes[b.corpus]), "--queries", str(folder / b.queries),
+              "--qrels", str(folder / "qrels.txt"), "--threshold", str(b.threshold), "--title", f"{b.name} ({b.shape})",
+              "--out", str(out / b.name))
+        found[b.name] = json.loads((out / b.name / "results.json").read_text())["results"]
     return found
+
+
+def seed_panels(model: Path | None, work: Path) -> int:
+    """Seed panel links `simqa similar` recovers on the seeds indexed with this model (None: the base)."""
+    index = work / f"seeds-{model.name if model else 'base'}"
+    simqa("index", str(ROOT / "seeds"), "--index", str(index), "--quiet", *(["--model", str(model)] if model else []))
+    return sum(found for _, found, _ in panel_recovery(Searcher.open(index)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("build/suite/medquad/corpus.jsonl"))
-    parser.add_argument("--base-index", type=Path, default=Path("build/medquad-index"))
+    parser.add_argument("--suite", type=Path, default=Path("build/suite"), help="what benchmarks.suite wrote")
+    parser.add_argument("--base-index", type=Path, default=Path("build/medquad-index"), help="MedQuAD with the base model")
+    parser.add_argument("--base-suite-index", type=Path, default=Path("build/suite-index"), help="the other corpora with the base model")
+    parser.add_argument("--benchmarks", nargs="+", default=list(DEFAULT_BENCHMARKS), help="names from benchmarks/suite.py, or all")
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/embeddings.sqlite"))
     parser.add_argument("--work", type=Path, default=Path("build/adapt"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-minutes", type=float, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS / "adapt")
     args = parser.parse_args()
-    suite = args.corpus.parent
+    names = [b.name for b in BY_NAME.values() if not b.panel] if args.benchmarks == ["all"] else args.benchmarks
+    benchmarks = [BY_NAME[name] for name in names]
+    corpora = list(dict.fromkeys(b.corpus for b in benchmarks))
+    training = args.suite / "medquad" / "corpus.jsonl"  # MedQuAD's consultations: the only training data
     started = time.perf_counter()
-    runs = {"base": {"tables": tables(args.base_index, suite, args.out / "base")}}
+    base = {c: args.base_index if c == "medquad" else args.base_suite_index / c for c in corpora}
+    runs = {"base": {"tables": tables(base, benchmarks, args.suite, args.out / "base"), "seed_panels": seed_panels(None, args.work)}}
     for seed in args.seeds:
-        model, index = args.work / f"model-seed{seed}", args.work / f"index-seed{seed}"
-        adapt_seconds = simqa("adapt", str(args.corpus), "--out", str(model), "--seed", str(seed), "--max-minutes", f"{args.max_minutes:g}")
-        index_seconds = simqa("index", str(args.corpus), "--index", str(index), "--model", str(model), "--cache", str(args.cache), "--quiet")
+        model = args.work / f"model-seed{seed}"
+        adapt_seconds = simqa("adapt", str(training), "--out", str(model), "--seed", str(seed), "--max-minutes", f"{args.max_minutes:g}")
+        indexes, index_seconds = {}, 0.0
+        for corpus in corpora:
+            indexes[corpus] = args.work / f"index-seed{seed}-{corpus}"
+            index_seconds += simqa("index", str(args.suite / corpus / "corpus.jsonl"), "--index", str(indexes[corpus]), "--model", str(model),
+                                   "--cache", str(args.cache), "--quiet")
         runs[f"seed {seed}"] = {"adapt_seconds": round(adapt_seconds, 1), "index_seconds": round(index_seconds, 1),
                                 "card": json.loads((model / "adapt.json").read_text()),
-                                "tables": tables(index, suite, args.out / f"seed{seed}")}
-        _write(args, runs, time.perf_counter() - started)  # each seed's figures as soon as they exist
+                                "tables": tables(indexes, benchmarks, args.suite, args.out / f"seed{seed}"),
+                                "seed_panels": seed_panels(model, args.work)}
+        _write(args, runs, benchmarks, time.perf_counter() - started)  # each seed's figures as soon as they exist
     print((args.out / "results.md").read_text())
 
 
-def _write(args: argparse.Namespace, runs: dict, seconds: float) -> None:
+def _write(args: argparse.Namespace, runs: dict, benchmarks: list[Benchmark], seconds: float) -> None:
     result = {"command": "python -m benchmarks.adapt " + " ".join(sys.argv[1:]), "cpu": cpu(), "seconds": round(seconds, 1), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     names = list(runs)
     lines = [f"# `simqa adapt` on MedQuAD: relevance beside the base model\n\n`{result['command']}`\n\nCPU: {result['cpu']}; "
              f"end to end {seconds / 60:.1f} min so far.\n"]
-    for setting, title in SETTINGS.items():
-        lines += [f"\n## {title}: nDCG@10 / AvgScore\n", "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for b in benchmarks:
+        lines += [f"\n## {b.name} ({b.shape}): nDCG@10 / MRR@10 / AvgScore\n", "| method | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
         for method in SHOWN:
-            cells = [f"{runs[n]['tables'][setting][method]['nDCG@10']:.3f} / {runs[n]['tables'][setting][method]['AvgScore']:.2f}" for n in names]
+            if method not in runs["base"]["tables"][b.name]:
+                continue  # dense_reply on a question-only corpus
+            cells = ["{nDCG@10:.3f} / {MRR@10:.3f} / {AvgScore:.2f}".format(**runs[n]["tables"][b.name][method]) for n in names]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("\nSeed panel links recovered (of 8): " + ", ".join(f"{n} {runs[n]['seed_panels']}" for n in names) + ".")
     lines += ["\n## Runs\n", "| run | adapt min | index min | steps | stopped | pairs | validation MRR@10 before -> after |",
               "|---|---|---|---|---|---|---|"]
     for name in names[1:]:

@@ -174,7 +174,7 @@ def _train(libraries, base_path: Path, train: list[Pair], validation: list[Pair]
     every = max(1, planned // EVALUATIONS)
     arguments = st.SentenceTransformerTrainingArguments(
         output_dir=str(work / "checkpoints"), num_train_epochs=1, max_steps=planned, per_device_train_batch_size=report.batch_size,
-        learning_rate=report.learning_rate, warmup_ratio=0.1, seed=report.seed, bf16=report.precision == "bf16", use_cpu=True,
+        learning_rate=report.learning_rate, warmup_steps=0.1, seed=report.seed, bf16=report.precision == "bf16", use_cpu=True,
         batch_sampler=BatchSamplers.NO_DUPLICATES, eval_strategy="steps", eval_steps=every, save_strategy="steps",
         save_steps=every, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_validation_cosine_mrr@10",
         greater_is_better=True, logging_steps=max(1, every // 4), report_to="none", disable_tqdm=True, dataloader_num_workers=0,
@@ -202,6 +202,10 @@ class _Progress(TrainerCallback):
         self.budget, self.report = budget, report
         self.start = time.monotonic()
         self.loss = float("nan")
+        self.reserve = 0.0  # seconds kept for the last evaluation and the one after training
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.reserve = max(self.reserve, 2 * float((metrics or {}).get("eval_runtime", 0.0)))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -213,7 +217,7 @@ class _Progress(TrainerCallback):
         left = min(self.budget - elapsed, per_step * (state.max_steps - state.global_step))
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{self.loss:.3f}", left=f"{max(0.0, left) / 60:.1f} min")
-        if elapsed + per_step > self.budget:  # the next step would end past the budget
+        if elapsed + per_step + self.reserve > self.budget:  # the next step and the evaluations would end past it
             self.report.stopped = "time: --max-minutes reached"
             control.should_training_stop = True
             control.should_evaluate = control.should_save = True  # the last state competes for best
