@@ -7,9 +7,10 @@
 
 The ingress holds a Searcher (search/searcher.py) whose shards are `RemoteShard`s: each call is
 one request to a replica of that shard's deployment, which answers with a local Shard
-(search/shard.py). A query costs one round trip per shard (`Shard.answer`: proposals and their
-raw scores together) and one or two more to the shards that hold the hits (duplicate keys, the
-consultations). The ranking is the single-index ranking, by the same cut and fusion.
+(search/shard.py). A query costs three rounds of calls, each asking its shards at once (`ask`):
+every shard's `answer` (proposals and their raw scores together), then the duplicate keys and
+the consultations of the top from the shards that hold them. The ranking is the single-index
+ranking, by the same cut and fusion.
 
 Every request names the generation the ingress is on; a replica opens a generation it has not
 seen (and keeps the last two), so after `simqa add`/`delete` each shard answers for the
