@@ -115,3 +115,10 @@ def test_a_killed_run_leaves_no_model_directory(tmp_path, corpus):
     assert not out.exists()
     adapt(corpus, out, max_steps=1, batch_size=16, progress=False)  # the next run clears the dead run's work
     assert (out / CARD).is_file() and not list(tmp_path.glob(".model.*"))
+
+
+def test_a_missing_adapt_extra_says_how_to_install(tmp_path, corpus, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets raises ImportError
+    with pytest.raises(SimqaError, match=r"pip install 'simqa\[adapt\]'"):
+        adapt(corpus, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
