@@ -10,7 +10,8 @@ It answers in two steps, so that a sharded index proposes exactly what one index
 gives each signal's top `depth` units here (rows; reply passages for dense_reply) with their
 scores; `Proposals.cut` keeps of those the units within the signal's top `depth` over every
 shard; `candidates` scores what is left. Each shard then rescores only its part of the global
-top, not its own top `depth` of every signal.
+top, not its own top `depth` of every signal. A shard in another process answers both steps in
+one call instead (`answer`, search/served.py), and the cut picks from what it scored.
 """
 
 from __future__ import annotations
