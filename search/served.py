@@ -7,10 +7,10 @@
 
 The ingress holds a Searcher (search/searcher.py) whose shards are `RemoteShard`s: each call is
 one request to a replica of that shard's deployment, which answers with a local Shard
-(search/shard.py). A query costs three rounds of calls, each asking its shards at once (`ask`):
-every shard's `answer` (proposals and their raw scores together), then the duplicate keys and
-the consultations of the top from the shards that hold them. The ranking is the single-index
-ranking, by the same cut and fusion.
+(search/shard.py). A query costs two rounds of calls, each asking its shards at once (`ask`):
+every shard's `answer` (proposals and their raw scores together), then, from the shards that
+hold the top, its duplicate keys with its consultations (the hits are among them). The ranking
+is the single-index ranking, by the same cut and fusion.
 
 Every request names the generation the ingress is on; a replica opens a generation it has not
 seen (and keeps the last two), so after `simqa add`/`delete` each shard answers for the
@@ -46,7 +46,8 @@ from search.shard import Candidates, Clock, Proposals, Query, Shard
 APP = "simqa"
 SHARD_TIMEOUT = 3.0  # seconds a shard has to answer one call: a replica restart takes longer
 KEEP_GENERATIONS = 2  # generations a replica keeps open: the current one and the one before
-CALLS = frozenset({"answer", "consultations", "get", "ids", "has", "question_keys", "stored_queries", "health"})
+CALLS = frozenset({"answer", "consultations", "get", "ids", "has", "question_keys", "stored_queries", "health", "keys_and_consultations"})
+KNOWN = 4096  # consultations a RemoteShard keeps from earlier answers (a few MB)
 
 
 class ShardReplica:
@@ -62,7 +63,10 @@ class ShardReplica:
         """`method` of the Shard of this generation (one of CALLS)."""
         if method not in CALLS:
             raise SimqaError(f"a shard does not answer {method!r}")
-        return getattr(self._shard(generation), method)(*args)
+        shard = self._shard(generation)
+        if method == "keys_and_consultations":
+            return shard.question_keys(*args), shard.consultations(*args)
+        return getattr(shard, method)(*args)
 
     def _shard(self, generation: str) -> Shard:
         with self._lock:
@@ -84,6 +88,8 @@ class RemoteShard:
         self.generation = generation
         self.timeout = timeout
         self._count = int(manifest.counts["consultations"])
+        self._known: OrderedDict[int, Any] = OrderedDict()  # row -> consultation, from answers of this generation
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._count
@@ -102,12 +108,42 @@ class RemoteShard:
         return proposals.scored.among(proposals.rows())
 
     def ask(self, method: str, *args) -> Callable[[], Any]:
-        """`method(*args)` of the shard, sent now, waited for when read."""
+        """`method(*args)` of the shard, sent now, waited for when read. The duplicate keys of the
+        top come with those rows' consultations, among which the hits are: the Searcher's next
+        round (the hits' consultations) is then answered here, a round trip saved."""
+        if method == "consultations":
+            known = self._recall(args[0])
+            if known is not None:
+                return lambda: known
+        if method == "question_keys":
+            response = self._send("keys_and_consultations", *args)
+
+            def keys():
+                found, consultations = self.wait(response)
+                self._remember(args[0], consultations)
+                return found
+
+            return keys
         response = self._send(method, *args)
         return lambda: self.wait(response)
 
     def consultations(self, rows: np.ndarray) -> list:
-        return self._call("consultations", rows)
+        known = self._recall(rows)
+        return known if known is not None else self._call("consultations", rows)
+
+    def _remember(self, rows: np.ndarray, consultations: list) -> None:
+        with self._lock:
+            for row, consultation in zip(rows.tolist(), consultations):
+                self._known[row] = consultation
+                self._known.move_to_end(row)
+            while len(self._known) > KNOWN:
+                self._known.popitem(last=False)
+
+    def _recall(self, rows: np.ndarray) -> list | None:
+        """The consultations of these rows if every one is known, else None."""
+        with self._lock:
+            found = [self._known.get(int(row)) for row in rows]
+        return None if any(c is None for c in found) else found
 
     def get(self, consultation_id: str):
         return self._call("get", consultation_id)
