@@ -47,7 +47,7 @@ APP = "simqa"
 SHARD_TIMEOUT = 3.0  # seconds a shard has to answer one call: a replica restart takes longer
 KEEP_GENERATIONS = 2  # generations a replica keeps open: the current one and the one before
 CALLS = frozenset({"answer", "consultations", "get", "ids", "has", "question_keys", "stored_queries", "health", "keys_and_consultations"})
-KNOWN = 4096  # consultations a RemoteShard keeps from earlier answers (a few MB)
+KNOWN = 4096  # rows of each kind a RemoteShard keeps from earlier answers (a few MB)
 
 
 class ShardReplica:
@@ -64,6 +64,9 @@ class ShardReplica:
         if method not in CALLS:
             raise SimqaError(f"a shard does not answer {method!r}")
         shard = self._shard(generation)
+        if method == "answer":  # with the candidates' ids, which order tied scores
+            proposals = shard.answer(*args)
+            return proposals, shard.ids(proposals.scored.rows)
         if method == "keys_and_consultations":
             return shard.question_keys(*args), shard.consultations(*args)
         return getattr(shard, method)(*args)
@@ -88,8 +91,7 @@ class RemoteShard:
         self.generation = generation
         self.timeout = timeout
         self._count = int(manifest.counts["consultations"])
-        self._known: OrderedDict[int, Any] = OrderedDict()  # row -> consultation, from answers of this generation
-        self._lock = threading.Lock()
+        self.known = _Known()
 
     def __len__(self) -> int:
         return self._count
@@ -108,11 +110,12 @@ class RemoteShard:
         return proposals.scored.among(proposals.rows())
 
     def ask(self, method: str, *args) -> Callable[[], Any]:
-        """`method(*args)` of the shard, sent now, waited for when read. The duplicate keys of the
-        top come with those rows' consultations, among which the hits are: the Searcher's next
-        round (the hits' consultations) is then answered here, a round trip saved."""
-        if method == "consultations":
-            known = self._recall(args[0])
+        """`method(*args)` of the shard, sent now, waited for when read; answered here when every
+        row is known from earlier answers (`_Known`). The duplicate keys of the top come with those
+        rows' consultations, among which the hits are, so the Searcher's round for the hits'
+        consultations is answered here."""
+        if method in _Known.KINDS and args[0] is not None:
+            known = self.known.recall(method, args[0])
             if known is not None:
                 return lambda: known
         if method == "question_keys":
@@ -120,7 +123,8 @@ class RemoteShard:
 
             def keys():
                 found, consultations = self.wait(response)
-                self._remember(args[0], consultations)
+                self.known.learn("question_keys", args[0], list(zip(*found)))
+                self.known.learn("consultations", args[0], consultations)
                 return found
 
             return keys
@@ -128,34 +132,19 @@ class RemoteShard:
         return lambda: self.wait(response)
 
     def consultations(self, rows: np.ndarray) -> list:
-        known = self._recall(rows)
-        return known if known is not None else self._call("consultations", rows)
-
-    def _remember(self, rows: np.ndarray, consultations: list) -> None:
-        with self._lock:
-            for row, consultation in zip(rows.tolist(), consultations):
-                self._known[row] = consultation
-                self._known.move_to_end(row)
-            while len(self._known) > KNOWN:
-                self._known.popitem(last=False)
-
-    def _recall(self, rows: np.ndarray) -> list | None:
-        """The consultations of these rows if every one is known, else None."""
-        with self._lock:
-            found = [self._known.get(int(row)) for row in rows]
-        return None if any(c is None for c in found) else found
+        return self.ask("consultations", rows)()
 
     def get(self, consultation_id: str):
         return self._call("get", consultation_id)
 
     def ids(self, rows: np.ndarray | None = None) -> np.ndarray:
-        return self._call("ids", rows)
+        return self.ask("ids", rows)()
 
     def has(self, consultation_id: str) -> bool:
         return self._call("has", consultation_id)
 
     def question_keys(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._call("question_keys", rows)
+        return self.ask("question_keys", rows)()
 
     def stored_queries(self, consultation_ids: list[str]) -> list[Query]:
         return self._call("stored_queries", consultation_ids)
@@ -189,10 +178,45 @@ class _Answer:
 
     @cached_property
     def _proposals(self) -> Proposals:
-        return self._shard.wait(self._response)
+        proposals, ids = self._shard.wait(self._response)
+        self._shard.known.learn("ids", proposals.scored.rows, ids)  # what orders tied scores
+        return proposals
 
     def __getattr__(self, name: str):
         return getattr(self._proposals, name)
+
+
+class _Known:
+    """What a RemoteShard learnt of its rows from earlier answers: ids, duplicate keys and
+    consultations, the last KNOWN rows of each. A RemoteShard serves one generation, so nothing
+    here goes stale. Thread-safe."""
+
+    KINDS = ("ids", "question_keys", "consultations")
+
+    def __init__(self) -> None:
+        self._rows: dict[str, OrderedDict[int, Any]] = {kind: OrderedDict() for kind in self.KINDS}
+        self._lock = threading.Lock()
+
+    def learn(self, kind: str, rows: np.ndarray, values) -> None:
+        with self._lock:
+            known = self._rows[kind]
+            for row, value in zip(np.asarray(rows).tolist(), values):
+                known[row] = value
+                known.move_to_end(row)
+            while len(known) > KNOWN:
+                known.popitem(last=False)
+
+    def recall(self, kind: str, rows: np.ndarray):
+        """The shard's answer to `kind(rows)` if every row is known, else None."""
+        with self._lock:
+            found = [self._rows[kind].get(row) for row in np.asarray(rows).tolist()]
+        if not found or any(value is None for value in found):
+            return None
+        if kind == "ids":
+            return np.asarray(found)
+        if kind == "question_keys":
+            return np.asarray([h for h, _ in found], dtype=np.int64), np.stack([v for _, v in found])
+        return found
 
 
 def running_replicas() -> dict[str, int]:
