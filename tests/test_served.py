@@ -59,7 +59,11 @@ def served(index):
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     port = _free_port()
-    start(index, "local", port=port)
+    try:
+        start(index, "local", port=port)
+    except ray.exceptions.RayActorError:  # Serve gives its HTTP proxy 60 s to start, which a loaded machine can miss
+        serve.shutdown()
+        start(index, "local", port=port)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
