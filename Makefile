@@ -42,10 +42,11 @@ test: $(STAMP)
 # Relevance benchmarks (benchmarks/suite.py): LiveQA-Med 2017 questions over MedQuAD (with and
 # without its synonyms, without replies), LiveQA paraphrases and RQE clinical questions over
 # question-only corpora; every method on each, then the seed panels. The first run embeds about
-# 180,000 texts (30-60 min on 2 cores); reruns read benchmarks/cache and take a few minutes.
+# 180,000 texts (30-60 min on 2 cores); reruns read benchmarks/cache and take a few minutes. Embedded in
+# fp32 on every machine, so the committed tables reproduce on any CPU (bench-precision measures bf16).
 bench-relevance: $(STAMP)
 	$(BIN)/python -m benchmarks.suite $(SUITE)
-	$(BIN)/simqa bench relevance --corpus $(SUITE)/medquad/corpus.jsonl --index $(MEDQUAD_INDEX) --cache $(BENCH_CACHE) \
+	$(BIN)/simqa bench relevance --corpus $(SUITE)/medquad/corpus.jsonl --index $(MEDQUAD_INDEX) --cache $(BENCH_CACHE) --precision fp32 \
 		--queries $(SUITE)/medquad/queries-original.tsv --qrels $(SUITE)/medquad/qrels.txt \
 		--title "LiveQA-Med 2017 original questions over MedQuAD" --out $(RESULTS)/liveqa-original
 	$(BIN)/simqa bench relevance --index $(MEDQUAD_INDEX) \
@@ -53,7 +54,7 @@ bench-relevance: $(STAMP)
 		--title "LiveQA-Med 2017 NLM summaries over MedQuAD" --out $(RESULTS)/liveqa-summary
 	mkdir -p $(SUITE_INDEX) && ln -sfn ../medquad-index $(SUITE_INDEX)/medquad
 	for corpus in medquad-nosyn medquad-qonly paraphrase rqe rqe-panels; do \
-		$(BIN)/simqa index $(SUITE)/$$corpus/corpus.jsonl --index $(SUITE_INDEX)/$$corpus --cache $(BENCH_CACHE) --quiet || exit 1; \
+		$(BIN)/simqa index $(SUITE)/$$corpus/corpus.jsonl --index $(SUITE_INDEX)/$$corpus --cache $(BENCH_CACHE) --precision fp32 --quiet || exit 1; \
 	done
 	$(BIN)/simqa bench relevance --index $(SUITE_INDEX)/medquad-nosyn --queries $(SUITE)/medquad-nosyn/queries-original.tsv \
 		--qrels $(SUITE)/medquad-nosyn/qrels.txt --title "LiveQA-Med original questions over MedQuAD without synonyms" \

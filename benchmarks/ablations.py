@@ -72,7 +72,7 @@ def main() -> None:
     lines += ["", "## 2. Reply vectors: best of up to 8 passages vs the first passage only", "", *header()]
     consultations = searcher.consultations()
     first_only = Path(args.index).with_name(Path(args.index).name + "-first-passage")
-    build_index(consultations, first_only, BuildConfig(max_passages=1, progress=False, cache=Path(args.cache)))
+    build_index(consultations, first_only, BuildConfig(max_passages=1, precision="fp32", progress=False, cache=Path(args.cache)))
     first = Searcher.open(first_only)
     for name, s in (("best of 8 passages", searcher), ("first passage only", first)):
         lines.append(row(f"dense_reply, {name}", evaluate(run_method(s, queries, Fusion(weights={"dense_reply": 1.0})), qrels)))

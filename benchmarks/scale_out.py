@@ -47,7 +47,7 @@ def build(name: str, corpus: list, shards: int, vector_index: str) -> tuple[Path
     """One index of the corpus from cached vectors; its wall time and each shard's build time."""
     directory = WORK / name
     start = time.perf_counter()
-    build_index(corpus, directory, BuildConfig(progress=False, cache=BENCH_CACHE, vector_index=vector_index, shards=shards))
+    build_index(corpus, directory, BuildConfig(progress=False, cache=BENCH_CACHE, precision="fp32", vector_index=vector_index, shards=shards))
     seconds = time.perf_counter() - start
     manifest = Manifest.read(generations.current(directory))
     shard_seconds = [Manifest.read(directory / e["directory"] / e["generation"]).parameters["build_seconds"]["total"]

@@ -90,7 +90,7 @@ def main() -> None:
     topics = read_topics(topics_file)  # as a user's file is read
     consultations = [replace(c, related_faq=[FaqTopic(c.title, "")]) for c in load_medquad()]
     started = time.perf_counter()
-    build_index(consultations, args.work / "index", BuildConfig(cache=args.cache, topics=topics, progress=False))
+    build_index(consultations, args.work / "index", BuildConfig(cache=args.cache, precision="fp32", topics=topics, progress=False))
     build_seconds = time.perf_counter() - started
     searcher = Searcher.open(args.work / "index")
     qrels = topic_qrels(topics)

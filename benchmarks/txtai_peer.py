@@ -26,7 +26,7 @@ def txtai_runs(corpus: Path, query_files: dict[str, Path], cache: Path) -> dict[
     """{name: TREC-style run} of txtai's hybrid over the corpus's question texts, per query file."""
     from txtai import Embeddings
 
-    encoder = Encoder(cache=cache)
+    encoder = Encoder(cache=cache, precision="fp32")  # the vectors of the relevance tables (Makefile)
     records = [Consultation(**json.loads(line)) for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
     # txtai calls a transform only if it is a plain function, not a bound method
     embeddings = Embeddings(method="external", transform=lambda texts: encoder.embed(list(texts)), hybrid=True, content=False)

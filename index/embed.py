@@ -89,6 +89,13 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def cache_model(fingerprint: str, precision: str) -> str:
+    """What the embedding cache files a model's vectors under: bf16 vectors apart from fp32's, so
+    that a build records the precision its vectors really have (fp32's key is the fingerprint, as
+    caches written before bf16 have it)."""
+    return fingerprint if precision == "fp32" else f"{fingerprint}/{precision}"
+
+
 def threads() -> int:
     """Threads for the model and index builds: $SIMQA_THREADS, else every core (2 here)."""
     return int(os.environ.get("SIMQA_THREADS", "0")) or os.cpu_count() or 1
@@ -220,7 +227,7 @@ class Encoder:
 
     def _open_cache(self) -> EmbeddingCache | None:
         if self._cache is None and self._cache_path is not None:
-            self._cache = EmbeddingCache(self._cache_path, self.fingerprint, self.dimension)
+            self._cache = EmbeddingCache(self._cache_path, cache_model(self.fingerprint, self.precision), self.dimension)
         return self._cache
 
     def _encode(self, texts: list[str], bar: tqdm | None = None) -> np.ndarray:

@@ -166,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     relevance.add_argument("--out", required=True, type=Path, help="directory for runs, results.md/json, results.png")
     relevance.add_argument("--title", default="relevance", help="title of the table and chart")
     relevance.add_argument("--cache", metavar="FILE", default=str(default_cache_path()), help="embedding cache for --corpus")
+    relevance.add_argument("--precision", choices=PRECISIONS, default="auto", help="embedding precision for --corpus")
     relevance.set_defaults(run=_bench_relevance)
     panels = benches.add_parser("panels", help="stored Similar Q&A panel links recovered by `similar`")
     _index_option(panels)
@@ -419,7 +420,7 @@ def _related_faq(args: argparse.Namespace) -> int:
 def _bench_relevance(args: argparse.Namespace) -> int:
     if args.corpus:
         result = read_sources(args.corpus, progress=True)
-        build_index(result.consultations, args.index, BuildConfig(cache=Path(args.cache)))
+        build_index(result.consultations, args.index, BuildConfig(cache=Path(args.cache), precision=args.precision))
     searcher = Searcher.open(args.index)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]

@@ -60,6 +60,17 @@ def test_cache_answers_seen_texts_without_the_model(tmp_path, encoder, monkeypat
     assert cached.embed([]).shape == (0, 384)
 
 
+def test_cache_keeps_bf16_vectors_apart_from_fp32(tmp_path, encoder, monkeypatch):
+    path = tmp_path / "cache.sqlite"
+    bf16 = Encoder(cache=path, precision="bf16", dimension=384)
+    monkeypatch.setattr(bf16, "_encode", lambda texts, bar=None: np.full((len(texts), 384), 0.05, dtype=np.float32))
+    bf16.embed(TEXTS)
+    fp32 = Encoder(cache=path, precision="fp32")
+    np.testing.assert_allclose(fp32.embed(TEXTS), encoder.embed(TEXTS), atol=1e-5)  # encoded, not the bf16 rows
+    np.testing.assert_array_equal(Encoder(cache=path, precision="bf16", dimension=384).embed(TEXTS[:1]),
+                                  np.full((1, 384), 0.05, dtype=np.float32))
+
+
 def test_queries_run_from_the_export_without_torch(fp32_encoder, onnx_encoder, seeds_index):
     """Once the export exists (onnx_encoder made it), a fresh process encodes queries from the
     model directory's tokenizer.json and the export alone: the same vectors, torch never imported."""
