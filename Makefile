@@ -109,6 +109,7 @@ bench-speed: $(STAMP)
 bench-queries: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.speed queries
+	$(BIN)/python -m benchmarks.speed overlap
 
 # bf16 against fp32 embeddings: a cold bf16 build of MedQuAD (its own empty cache, so every
 # vector is bf16) and the relevance table on it; compare with liveqa-original/summary (fp32).

@@ -3,6 +3,7 @@
     python -m benchmarks.speed medquad    # MedQuAD: builds, queries, rank-bm25 and txtai peers, ONNX int8
     python -m benchmarks.speed scale --sizes 10000,100000,1000000
     python -m benchmarks.speed queries    # another machine: query latency against txtai, encoders (no cold builds)
+    python -m benchmarks.speed overlap    # the query path after its encoding, stages side by side against in turn
     python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
 
 Each section writes JSON to benchmarks/results/speed/; `make bench-speed` runs all three.
@@ -259,6 +260,55 @@ def section_queries() -> dict:
     }
 
 
+class _InTurn:
+    """An executor that runs what it is given at once, on the calling thread."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        done = Future()
+        done.set_result(fn(*args))
+        return done
+
+
+def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
+    """What a hybrid query costs after its encoding (vectors computed beforehand), with the reply
+    passages searched on the helper thread beside BM25 and the question search (search/shard.py)
+    and with every stage in turn, alternated in rounds in one process: p50 and mean of the whole
+    path and p50 of each stage, so the gain is a ratio of this run, whatever the machine."""
+    import search.shard as shard
+    from search.filters import Filters
+    from search.fusion import MODES
+    from search.shard import Clock, Query
+
+    searcher = Searcher.open(index)
+    texts = [t for setting in ("summary", "original") for t in load_queries(setting).values()]
+    vectors = searcher.query_encoder().embed(texts)
+    fusion = MODES["hybrid"].for_index(searcher.has_replies)
+    helper = shard._HELPER
+    variants = {"in turn": _InTurn(), "side by side": helper}
+    total: dict[str, list[float]] = {name: [] for name in variants}
+    stages = {name: {s: [] for s in STAGES[1:]} for name in variants}
+    try:
+        for _ in range(rounds):
+            for name, executor in variants.items():
+                shard._HELPER = executor
+                for text, vector in zip(texts, vectors):
+                    timings: dict[str, float] = {}
+                    _, seconds = timed(searcher._answer, Query(tokenize(text), vector, vector), text, 10, fusion, Filters(),
+                                       Clock(timings))
+                    total[name].append(seconds)
+                    for s in STAGES[1:]:
+                        stages[name][s].append(timings.get(s, 0.0))
+    finally:
+        shard._HELPER = helper
+    out = {"cpu": cpu_name(), "queries": len(texts), "rounds": rounds}
+    for name in variants:
+        out[name] = {"after_encoding": ms(total[name]), "mean_ms": round(float(np.mean(total[name])) * 1e3, 3),
+                     **{s: ms(v)["p50"] for s, v in stages[name].items()}}
+    return out
+
+
 def cpu_name() -> str:
     """The CPU's model name, from /proc/cpuinfo: speed results depend on it."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -489,6 +539,9 @@ def report() -> str:
     if (RESULTS / "queries.json").is_file():
         lines += queries_report(json.loads((RESULTS / "queries.json").read_text()))
 
+    if (RESULTS / "overlap.json").is_file():
+        lines += overlap_report(json.loads((RESULTS / "overlap.json").read_text()))
+
     if scale:
         lines += ["## Scale (synthetic corpora; vectors are MedQuAD vectors resampled with noise)", "",
                   "| consultations | build s | vector index | recall@10 | hybrid p50 | p95 | " + " | ".join(f"{s} p50" for s in STAGES)
@@ -549,6 +602,23 @@ def speedup(txtai: dict, simqa: dict, setting: str) -> float:
     return txtai[f"{setting}/end_to_end"]["p50"] / simqa[f"{setting}/hybrid"]["end_to_end"]["p50"]
 
 
+def overlap_report(overlap: dict) -> list[str]:
+    """speed.md's table of section_overlap."""
+    names = ("in turn", "side by side")
+    lines = [f"## The query path after its encoding: stages in turn and side by side ({overlap['cpu']})", "",
+             f"Hybrid, MedQuAD full index, {overlap['queries']} LiveQA questions x {overlap['rounds']} rounds, "
+             "the two ways alternated in one process (`python -m benchmarks.speed overlap`); ms.", "",
+             "| stages | p50 | p95 | mean | " + " | ".join(f"{s} p50" for s in STAGES[1:]) + " |",
+             "|---|---|---|---|" + "---|" * len(STAGES[1:])]
+    for name in names:
+        row = overlap[name]
+        lines.append(f"| {name} | {row['after_encoding']['p50']} | {row['after_encoding']['p95']} | {row['mean_ms']} | "
+                     + " | ".join(str(row[s]) for s in STAGES[1:]) + " |")
+    ratio = overlap["side by side"]["after_encoding"]["p50"] / overlap["in turn"]["after_encoding"]["p50"]
+    return lines + ["", f"Side by side takes **{ratio:.2f}x** the time in turn (p50). With the reply passages searched "
+                    "beside them, BM25's and the vector stage's times overlap.", ""]
+
+
 def queries_report(queries: dict) -> list[str]:
     """The section of speed.md for `speed.py queries`, a separate run on its own machine."""
     lines = [f"## Queries only, another run and machine ({queries['cpu']}, bf16 hardware: "
@@ -592,7 +662,7 @@ def plot_scale(scale: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("section", choices=("medquad", "scale", "queries", "report", "_queries", "_txtai", "_recall"))
+    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "report", "_queries", "_txtai", "_recall"))
     parser.add_argument("target", nargs="?")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--vector-index", default="auto", help="scale: the vector index kind (results in scale-KIND.json but for auto)")
@@ -613,6 +683,8 @@ def main() -> None:
             (RESULTS / "medquad.json").write_text(json.dumps(section_medquad(), indent=2) + "\n")
         elif args.section == "queries":
             (RESULTS / "queries.json").write_text(json.dumps(section_queries(), indent=2) + "\n")
+        elif args.section == "overlap":
+            (RESULTS / "overlap.json").write_text(json.dumps(section_overlap(), indent=2) + "\n")
         elif args.section == "scale":
             sizes = [int(s) for s in args.sizes.split(",")]
             consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations

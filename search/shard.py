@@ -17,6 +17,7 @@ one call instead (`answer`, search/served.py), and the cut picks from what it sc
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -128,6 +129,12 @@ class Clock:
             self.last = now
 
 
+# Runs a query's reply-passage search beside its other stages (Shard._search); its
+# threads search with one OpenMP thread each, as the callers' do.
+_HELPER = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="simqa-vectors",
+                             initializer=lambda: faiss.omp_set_num_threads(1))
+
+
 class Shard:
     """The candidates side of one generation. Thread-safe after construction."""
 
@@ -196,6 +203,8 @@ class Shard:
         limits = {signal: _limit(signal, depth) for signal in signals}
         units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         bm25: dict[str, np.ndarray] = {}
+        searched = self._search(query, DENSE & set(signals) - set(found or {}), limits, allowed,
+                                alongside=bool({"bm25", "bm25_question"} & set(signals)))
         if "bm25" in signals or "bm25_question" in signals:
             question = self.bm25_question.scores(query.tokens)
             bm25["bm25_question"] = question
@@ -207,25 +216,39 @@ class Shard:
             matched = np.flatnonzero(scores > 0)
             units[signal] = _top_units(matched, scores[matched], depth)
         clock.lap("bm25")
+        found = {**searched(), **(found or {})}
         for signal in DENSE & set(signals):
-            ids = (found or {}).get(signal)
+            ids = found[signal]
             if signal == "dense_question":
-                ids = ids if ids is not None else self._search(self.question_index, self.question_vectors, query.question_vector,
-                                                               limits[signal], allowed)
                 rows, scores = _top_units(ids, dots(self.question_vectors[ids], query.question_vector), limits[signal])
             else:
-                passage_allowed = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
-                ids = ids if ids is not None else self._search(self.reply_index, self.reply_vectors, query.reply_vector,
-                                                               limits[signal], passage_allowed)
                 passages, scores = _top_units(ids, dots(self.reply_vectors[ids], query.reply_vector), limits[signal])
                 rows = self.reply_rows(passages)
             units[signal] = (rows, scores)
         clock.lap("vectors")
         return Proposals(units, limits, bm25)
 
-    @staticmethod
-    def _search(index: faiss.Index, vectors_: np.ndarray, vector: np.ndarray, limit: int, allowed: np.ndarray | None) -> np.ndarray:
-        return vectors.search(index, vectors_, vector, limit + FAISS_MARGIN, allowed)[1]
+    def _search(self, query: Query, signals: set[str], limits: dict[str, int], allowed: np.ndarray | None,
+                alongside: bool) -> Callable[[], dict[str, np.ndarray]]:
+        """Start FAISS's search for these vector signals; the answer (each signal's units) is read by
+        calling what this returns. With other work on this thread (BM25, `alongside`, or the other
+        vector signal), the longest search, the reply passages', runs on a helper thread meanwhile
+        (FAISS releases the GIL), so the stages take the longest part, not the sum."""
+        def search(signal: str) -> np.ndarray:
+            if signal == "dense_question":
+                index, vectors_, vector, mask = self.question_index, self.question_vectors, query.question_vector, allowed
+            else:
+                mask = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
+                index, vectors_, vector = self.reply_index, self.reply_vectors, query.reply_vector
+            return vectors.search(index, vectors_, vector, limits[signal] + FAISS_MARGIN, mask)[1]
+
+        ordered = sorted(signals, reverse=True)  # dense_reply first
+        side = _HELPER.submit(search, ordered[0]) if ordered and (alongside or len(ordered) == 2) else None
+
+        def answer() -> dict[str, np.ndarray]:
+            here = {signal: search(signal) for signal in ordered[bool(side):]}
+            return {ordered[0]: side.result(), **here} if side else here
+        return answer
 
     def candidates(self, query: Query, proposals: Proposals, clock: Clock | None = None) -> Candidates:
         """The proposed rows (but the query's own consultation and its duplicates) and every

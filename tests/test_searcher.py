@@ -159,6 +159,32 @@ def test_search_many_equals_search_and_timings_cover_every_stage(searcher):
     assert all(t >= 0 for t in timings.values())
 
 
+def test_vector_searches_on_the_helper_thread_rank_as_searches_in_turn(searcher, monkeypatch):
+    """The reply passages are searched on a helper thread beside BM25 and the question search:
+    the same hits and scores as searching one after the other, filtered or not."""
+    import concurrent.futures
+
+    import search.shard as shard
+
+    def ranked(**filters):
+        return [(h.id, h.score, h.scores) for text in (QUERY, "wrist twitches after lifting")
+                for h in searcher.search(text, k=5, **filters)]
+
+    beside, filtered = ranked(), ranked(department="Neurology")
+    threads = []
+
+    class InTurn:
+        def submit(self, fn, *args):
+            threads.append(fn)
+            done = concurrent.futures.Future()
+            done.set_result(fn(*args))
+            return done
+
+    monkeypatch.setattr(shard, "_HELPER", InTurn())
+    assert ranked() == beside and ranked(department="Neurology") == filtered
+    assert threads  # the helper was asked for every query
+
+
 def test_concurrent_queries_match_sequential_ones(searcher):
     """Request threads share one Searcher: the tokenizer, store and indexes must stay consistent."""
     from concurrent.futures import ThreadPoolExecutor
