@@ -4,6 +4,7 @@
     python -m benchmarks.speed scale --sizes 10000,100000,1000000
     python -m benchmarks.speed queries    # another machine: query latency against txtai, encoders (no cold builds)
     python -m benchmarks.speed overlap    # the query path after its encoding, stages side by side against in turn
+    python -m benchmarks.speed bm25-top   # BM25's stage at 1M synthetic consultations, top rows sampled or not
     python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
 
 Each section writes JSON to benchmarks/results/speed/; `make bench-speed` runs all three.
@@ -309,6 +310,40 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
     return out
 
 
+def section_bm25_top(n: int = 1_000_000) -> dict:
+    """BM25's part of a hybrid query on n synthetic consultations (question and reply fields, no
+    vectors): each field's scores, their sum, and the top rows of both BM25 signals found through
+    a sample's bound (search/shard.py `_top_rows`) against ranking every matched row, in one run,
+    checked to give the same rows."""
+    from search.shard import _top_rows, _top_units
+
+    consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
+    corpus = synthetic_corpus(n, consultations)
+    question = FieldBM25.build([tokenize(f"{c.title}\n{c.question}") for c in corpus])
+    reply = FieldBM25.build([tokenize(c.reply) for c in corpus])
+    del corpus
+    depth = 101  # a hybrid query's per-signal depth, its own consultation left out
+    times: dict[str, list[float]] = {k: [] for k in ("question_scores", "reply_scores", "sum", "top_every_matched", "top_sampled")}
+    matched = []
+    for text in load_queries("summary").values():
+        tokens = tokenize(text)
+        q, seconds = timed(question.scores, tokens)
+        times["question_scores"].append(seconds)
+        r, seconds = timed(reply.scores, tokens)
+        times["reply_scores"].append(seconds)
+        both, seconds = timed(np.add, q, r)
+        times["sum"].append(seconds)
+        start = time.perf_counter()
+        every = [_top_units(m, s[m], depth) for s in (q, both) for m in (np.flatnonzero(s > 0),)]
+        times["top_every_matched"].append(time.perf_counter() - start)
+        sampled, seconds = timed(lambda: [_top_rows(s, depth) for s in (q, both)])
+        times["top_sampled"].append(seconds)
+        assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(every, sampled))
+        matched.append(int((both > 0).sum()))
+    return {"cpu": cpu_name(), "consultations": n, "median_matched_rows": int(np.median(matched)),
+            **{k: ms(v)["p50"] for k, v in times.items()}}
+
+
 def cpu_name() -> str:
     """The CPU's model name, from /proc/cpuinfo: speed results depend on it."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -542,6 +577,17 @@ def report() -> str:
     if (RESULTS / "overlap.json").is_file():
         lines += overlap_report(json.loads((RESULTS / "overlap.json").read_text()))
 
+    if (RESULTS / "bm25-top.json").is_file():
+        top = json.loads((RESULTS / "bm25-top.json").read_text())
+        every = top["question_scores"] + top["reply_scores"] + top["sum"] + top["top_every_matched"]
+        sampled = every - top["top_every_matched"] + top["top_sampled"]
+        lines += [f"## BM25 at {top['consultations']:,} synthetic consultations ({top['cpu']})", "",
+                  f"p50 ms over the NLM-summary questions (`python -m benchmarks.speed bm25-top`; a median "
+                  f"{top['median_matched_rows']:,} rows match a query): question field {top['question_scores']}, reply "
+                  f"field {top['reply_scores']}, their sum {top['sum']}; the top rows of both BM25 signals "
+                  f"**{top['top_sampled']}** through a sample's bound against {top['top_every_matched']} ranking every "
+                  f"matched row (same rows), so the stage is {sampled:.2f} against {every:.2f}.", ""]
+
     if scale:
         lines += ["## Scale (synthetic corpora; vectors are MedQuAD vectors resampled with noise)", "",
                   "| consultations | build s | vector index | recall@10 | hybrid p50 | p95 | " + " | ".join(f"{s} p50" for s in STAGES)
@@ -662,7 +708,7 @@ def plot_scale(scale: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "report", "_queries", "_txtai", "_recall"))
+    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "bm25-top", "report", "_queries", "_txtai", "_recall"))
     parser.add_argument("target", nargs="?")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--vector-index", default="auto", help="scale: the vector index kind (results in scale-KIND.json but for auto)")
@@ -683,6 +729,8 @@ def main() -> None:
             (RESULTS / "medquad.json").write_text(json.dumps(section_medquad(), indent=2) + "\n")
         elif args.section == "queries":
             (RESULTS / "queries.json").write_text(json.dumps(section_queries(), indent=2) + "\n")
+        elif args.section == "bm25-top":
+            (RESULTS / "bm25-top.json").write_text(json.dumps(section_bm25_top(), indent=2) + "\n")
         elif args.section == "overlap":
             (RESULTS / "overlap.json").write_text(json.dumps(section_overlap(), indent=2) + "\n")
         elif args.section == "scale":

@@ -45,6 +45,9 @@ DUPLICATE_COSINE = 0.98
 PASSAGE_DEPTH = 3
 
 
+# From this many rows, BM25's top rows are found through a sample's bound (_top_rows).
+SAMPLED_TOP_MIN = 200_000
+
 # FAISS scores in BLAS's rounding, which depends on how many vectors an index holds; its top
 # `limit + FAISS_MARGIN` units are scored again exactly (`dots`) and cut to `limit` by those
 # scores, so one index and its shards keep the same units.
@@ -213,8 +216,7 @@ class Shard:
             scores = bm25[signal]
             if allowed is not None:
                 scores[~allowed] = 0.0
-            matched = np.flatnonzero(scores > 0)
-            units[signal] = _top_units(matched, scores[matched], depth)
+            units[signal] = _top_rows(scores, depth)
         clock.lap("bm25")
         found = {**searched(), **(found or {})}
         for signal in DENSE & set(signals):
@@ -358,6 +360,20 @@ def _top_units(ids: np.ndarray, values: np.ndarray, limit: int) -> tuple[np.ndar
         keep = values >= cut
         ids, values = ids[keep], values[keep]
     return ids, values
+
+
+def _top_rows(scores: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """_top_units of the rows with a positive score, from a score per row: the rows in order and
+    their scores. At 1M rows a query's terms match a fifth of them, too many to partition; an even
+    sample of about sqrt(limit * rows) scores gives a bound that the `limit`-th best score is at or
+    above (the sample's own `limit`-th best), and only the rows at or above it are ranked: 0.87 ms
+    instead of 1.73 at 1M synthetic rows, but 74 µs instead of 50 at MedQuAD's 47k, so only from
+    SAMPLED_TOP_MIN rows."""
+    step = max(1, int(np.sqrt(len(scores) / max(limit, 1)))) if len(scores) >= SAMPLED_TOP_MIN else 1
+    sample = scores[::step]
+    bound = np.partition(sample, len(sample) - limit)[len(sample) - limit] if step > 1 and len(sample) > limit else 0.0
+    rows = np.flatnonzero(scores >= bound) if bound > 0 else np.flatnonzero(scores > 0)
+    return _top_units(rows, scores[rows], limit)
 
 
 def dots(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 from rank_bm25 import BM25Okapi
 
 from index.bm25 import CollectionStats, FieldBM25
@@ -87,3 +88,21 @@ def test_text_is_nfkc_normalised_before_tokenising():
     assert tokenize(composed) == tokenize(decomposed)
     assert tokenize("\ufb01brosis") == tokenize("fibrosis")  # the "fi" ligature
     assert tokenize("\uff28\uff29\uff36 test") == tokenize("HIV test")  # full-width letters
+
+
+@pytest.mark.parametrize("matching", [0.2, 0.0004])
+def test_top_rows_of_a_large_collection_are_those_of_every_matched_row(matching):
+    """From SAMPLED_TOP_MIN rows the top BM25 rows come through a sample's bound: the same rows,
+    ties with the last included, as ranking every row that matched (few or many of them)."""
+    from search.shard import SAMPLED_TOP_MIN, _top_rows, _top_units
+
+    rng = np.random.default_rng(3)
+    scores = np.where(rng.random(SAMPLED_TOP_MIN + 5_000) < matching,
+                      np.round(rng.gamma(2.0, 3.0, SAMPLED_TOP_MIN + 5_000), 1), 0.0).astype(np.float32)
+    matched = np.flatnonzero(scores > 0)
+    for limit in (10, 101):
+        rows, values = _top_rows(scores, limit)
+        expected_rows, expected_values = _top_units(matched, scores[matched], limit)
+        np.testing.assert_array_equal(rows, expected_rows)
+        np.testing.assert_array_equal(values, expected_values)
+        assert len(rows) >= min(limit, len(matched))
