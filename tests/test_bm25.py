@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from index.bm25 import CollectionStats, FieldBM25
+from index.bm25 import CollectionStats, FieldBM25, Scores
 from index.readers import read_sources
 from index.text import tokenize
 from tests.conftest import SEEDS
@@ -93,7 +93,8 @@ def test_text_is_nfkc_normalised_before_tokenising():
 @pytest.mark.parametrize("matching", [0.2, 0.0004])
 def test_top_rows_of_a_large_collection_are_those_of_every_matched_row(matching):
     """From SAMPLED_TOP_MIN rows the top BM25 rows come through a sample's bound: the same rows,
-    ties with the last included, as ranking every row that matched (few or many of them)."""
+    ties with the last included, as ranking every row that matched (few or many of them), from an
+    array of scores or from a field's Scores."""
     from search.shard import SAMPLED_TOP_MIN, _top_rows, _top_units
 
     rng = np.random.default_rng(3)
@@ -106,3 +107,12 @@ def test_top_rows_of_a_large_collection_are_those_of_every_matched_row(matching)
         np.testing.assert_array_equal(rows, expected_rows)
         np.testing.assert_array_equal(values, expected_values)
         assert len(rows) >= min(limit, len(matched))
+    # a field's Scores, rounded to float32 only where read: the rows and bits of rounding every row
+    sums = scores.astype(np.float64) / 2.5 + np.where(scores > 0, rng.random(len(scores)) * 1e-7, 0.0)
+    dense = Scores(sums).dense()
+    dense_matched = np.flatnonzero(dense > 0)
+    for limit in (10, 101):
+        rows, values = _top_rows(Scores(sums), limit)
+        expected_rows, expected_values = _top_units(dense_matched, dense[dense_matched], limit)
+        np.testing.assert_array_equal(rows, expected_rows)
+        np.testing.assert_array_equal(values, expected_values)
