@@ -93,10 +93,14 @@ class OnnxRunner:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Its threads stop spinning when a run ends, not some time after: the query's search
+        # stages come next and want both cores (a whole hybrid search on MedQuAD, 2 cores: 8.3
+        # instead of 8.8-9.0 ms p50, the encoding as fast; benchmarks/results/speed/overlap.json).
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         if os.environ.get(SPINNING, "1") == "0":
-            # ONNX Runtime's threads spin for a while after each run, which is fastest for a process
-            # that owns its cores, and starves other busy processes on them: the shard replicas beside
-            # the ingress of simqa serve --ray (search/served.py turns it off there).
+            # ...and spin within a run, which is fastest for a process that owns its cores, and
+            # starves other busy processes on them: the shard replicas beside the ingress of simqa
+            # serve --ray (search/served.py turns it off there).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
