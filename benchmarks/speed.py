@@ -332,6 +332,7 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
     vectors): each field's scores, their sum, and the top rows of both BM25 signals found through
     a sample's bound (search/shard.py `_top_rows`) against ranking every matched row, in one run,
     checked to give the same rows."""
+    from index.bm25 import Scores
     from search.shard import _top_rows, _top_units
 
     consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
@@ -354,11 +355,11 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
         start = time.perf_counter()
         every = [_top_units(m, s[m], depth) for s in (q, both) for m in (np.flatnonzero(s > 0),)]
         times["top_every_matched"].append(time.perf_counter() - start)
-        sampled, seconds = timed(lambda: [_top_rows(s, depth) for s in (q, both)])
+        sampled, seconds = timed(lambda: [_top_rows(Scores(s, scale=1.0), depth) for s in (q, both)])
         times["top_sampled"].append(seconds)
         # the default hybrid's BM25 stage (its question field alone): every row's score rounded
         # first, or the field's Scores, rounded where read
-        dense, seconds = timed(lambda: _top_rows(question.scores(tokens), depth))
+        dense, seconds = timed(lambda: _top_rows(Scores(question.scores(tokens), scale=1.0), depth))
         times["hybrid_dense"].append(seconds)
         lazy, seconds = timed(lambda: _top_rows(question.scored(tokens), depth))
         times["hybrid"].append(seconds)

@@ -148,36 +148,37 @@ class FieldBM25:
 
 
 class Scores:
-    """A query's BM25 score of every document, kept as bincount's float64 sums: a document's score
-    is float32(sum * (K1 + 1)), scaled and rounded where it is read, so a query that needs its best
-    documents and a few others' scores does not scale and round every document's (at 1M documents
-    a pass over the scores costs about half a millisecond). The same bits however it is read."""
+    """A query's BM25 score of every document, kept as sums (bincount's float64 ones for a field):
+    a document's score is float32(sum * scale), scaled and rounded where it is read, so a query
+    that needs its best documents and a few others' scores does not scale and round every
+    document's (at 1M documents a pass over the scores costs about half a millisecond). The same
+    bits however it is read. Scores already float32 (two fields' added) come with scale 1."""
 
-    def __init__(self, sums: np.ndarray) -> None:
-        self.sums = sums
+    def __init__(self, sums: np.ndarray, scale: float = K1 + 1) -> None:
+        self.sums, self.scale = sums, scale
 
     def __len__(self) -> int:
         return len(self.sums)
 
     def __getitem__(self, rows) -> np.ndarray:
         """The scores of these rows (an index array or a slice), float32."""
-        return _scaled(self.sums[rows])
+        return self._scaled(self.sums[rows])
 
     def dense(self) -> np.ndarray:
         """Every document's score, float32."""
-        return _scaled(self.sums)
+        return self._scaled(self.sums)
 
     def rows_from(self, bound: float) -> np.ndarray:
         """The rows scoring `bound` (> 0) or more, and perhaps a few just below it: a bound on the
         float64 sums a little under the one that rounds to it (the caller ranks the rows' scores)."""
-        return np.flatnonzero(self.sums >= bound / (K1 + 1) * (1 - 1e-6))
+        return np.flatnonzero(self.sums >= bound / self.scale * (1 - 1e-6))
 
     def positive_rows(self) -> np.ndarray:
         """The rows that match some query term."""
         return np.flatnonzero(self.sums > 0)
 
 
-def _scaled(sums: np.ndarray) -> np.ndarray:
-    # scaled in float64 and rounded to float32 in one pass, into one new array: the bits of
-    # scaling, then casting, 1.07 ms instead of 1.26 for every row at 1M
-    return np.multiply(sums, K1 + 1, out=np.empty(np.shape(sums), dtype=np.float32), casting="same_kind")
+    def _scaled(self, sums: np.ndarray) -> np.ndarray:
+        # scaled in the sums' precision and rounded to float32 in one pass, into one new array:
+        # the bits of scaling, then casting, 1.07 ms instead of 1.26 for every row at 1M
+        return np.multiply(sums, self.scale, out=np.empty(np.shape(sums), dtype=np.float32), casting="same_kind")

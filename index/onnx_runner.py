@@ -95,7 +95,7 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         # Its threads stop spinning when a run ends, not some time after: the query's search
         # stages come next and want both cores (a whole hybrid search on MedQuAD, 2 cores: 8.3
-        # instead of 8.8-9.0 ms p50, the encoding as fast; benchmarks/results/speed/overlap.json).
+        # instead of 8.8-9.0 ms p50 in an A/B of this setting, the encoding as fast; README, Speed).
         options.add_session_config_entry("session.force_spinning_stop", "1")
         if os.environ.get(SPINNING, "1") == "0":
             # ...and spin within a run, which is fastest for a process that owns its cores, and

@@ -102,7 +102,7 @@ def test_top_rows_of_a_large_collection_are_those_of_every_matched_row(matching)
                       np.round(rng.gamma(2.0, 3.0, SAMPLED_TOP_MIN + 5_000), 1), 0.0).astype(np.float32)
     matched = np.flatnonzero(scores > 0)
     for limit in (10, 101):
-        rows, values = _top_rows(scores, limit)
+        rows, values = _top_rows(Scores(scores, scale=1.0), limit)
         expected_rows, expected_values = _top_units(matched, scores[matched], limit)
         np.testing.assert_array_equal(rows, expected_rows)
         np.testing.assert_array_equal(values, expected_values)
