@@ -1,8 +1,13 @@
-"""Sharded builds on Ray: texts embedded on Ray Data by a pool of actors, shards written as Ray tasks.
+"""Sharded builds on Ray: source files read on Ray Data, texts embedded on Ray Data by a pool of
+actors, shards written as Ray tasks.
 
 It mirrors index/sharded.py's InProcess runner, so the same code builds the same shards with or
-without Ray. The driver keeps the embedding cache: only texts it has no vector for go to Ray, and
-their vectors are cached as batches come back, so an interrupted build resumes. Each actor loads
+without Ray. Reading is index/readers' own `read_file`, a Ray Data task per file, with the
+consultations and errors brought back as JSON rows (a ParseError names the file and line as it
+does here). The driver keeps the embedding cache: only texts it has no vector for go to Ray, and
+their vectors are cached as batches come back, so an interrupted build resumes. Texts go to the
+actors longest first, so a block holds texts of about one length and pads as little as the
+in-process encoder's length-sorted batches do. Each actor loads
 the model once and embeds with as many threads as it has CPUs. On a cluster, every node needs
 simqa installed (and the model, when it is not the bundled one, at the same path), and the
 index directory must be on a filesystem all nodes share: shard writers run where Ray puts them.
@@ -11,14 +16,17 @@ Ray is an optional extra: `pip install 'simqa[ray]'`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
+from index.consultation import Consultation
 from index.embed import Encoder
-from index.errors import SimqaError
+from index.errors import ParseError, SimqaError
 
 BATCH = 256  # texts per Ray Data block and batch: small enough that actors share the work evenly
 
@@ -62,6 +70,30 @@ class RayRunner:
         logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
         self.actors, self.cpus = actors, cpus_per_actor
 
+    def read(self, files: list[Path], read_file: Callable[[Path], tuple[list[Consultation], list[ParseError]]]
+             ) -> list[tuple[list[Consultation], list[ParseError]]]:
+        """read_file of each file on Ray Data (a block, so a task, per file), results in file order."""
+        if not files:
+            return []
+        ray = ray_module()
+
+        def rows(row: dict) -> list[dict]:
+            consultations, errors = read_file(Path(row["path"]))
+            return ([{"file": row["file"], "record": json.dumps(c.to_dict()), "error": ""} for c in consultations]
+                    + [{"file": row["file"], "record": "", "error": json.dumps({"path": e.path, "line": e.line, "field": e.field, "message": e.message})} for e in errors])
+
+        dataset = ray.data.from_items([{"file": number, "path": str(path)} for number, path in enumerate(files)],
+                                      override_num_blocks=len(files))
+        out: list[tuple[list[Consultation], list[ParseError]]] = [([], []) for _ in files]
+        for batch in dataset.flat_map(rows).iter_batches(batch_size=None, batch_format="pyarrow"):  # a file's rows stay in order
+            for file, record, error in zip(*(batch.column(name).to_pylist() for name in ("file", "record", "error"))):
+                if record:
+                    out[file][0].append(Consultation.from_dict(json.loads(record)))
+                else:
+                    fields = json.loads(error)
+                    out[file][1].append(ParseError(fields["path"], fields["line"], fields["field"], fields["message"]))
+        return out
+
     def embed(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
         """encoder.embed, with the texts it must encode embedded on Ray Data."""
         return encoder.embed(texts, encode=lambda missing, bar: self.stream(encoder, missing, bar))
@@ -72,10 +104,12 @@ class RayRunner:
         ray = ray_module()
         import pyarrow as pa
 
-        # One block per batch, and batches small enough that every actor of the pool gets work.
+        # One block per batch, and batches small enough that every actor of the pool gets work;
+        # longest texts first (the order the in-process encoder batches in).
         size = max(1, min(BATCH, -(-len(texts) // self.actors)))
-        dataset = ray.data.from_arrow([pa.table({"position": np.arange(start, min(start + size, len(texts))),
-                                                 "text": texts[start:start + size]}) for start in range(0, len(texts), size)])
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        dataset = ray.data.from_arrow([pa.table({"position": order[start:start + size], "text": [texts[i] for i in order[start:start + size]]})
+                                       for start in range(0, len(texts), size)])
         embedded = dataset.map_batches(
             EmbedActor,
             fn_constructor_kwargs={"model": encoder.name, "batch_size": encoder.batch_size, "precision": encoder.precision,

@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--shards", type=_positive, metavar="N",
                        help="split the index into N shards by id hash (default: as the index is, 1 for a new one)")
     index.add_argument("--ray", metavar="ADDRESS",
-                       help="embed on Ray Data and write shards as Ray tasks: a cluster address, or 'local' to start Ray here")
+                       help="read and embed on Ray Data and write shards as Ray tasks: a cluster address, or 'local' to start Ray here")
     index.add_argument("--ray-actors", type=_positive, default=1, metavar="N", help="embedding actors on Ray (each loads the model once)")
     index.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="CPUS", help="CPUs (and model threads) per actor")
     index.add_argument("--topics", type=Path, metavar="FILE",
@@ -297,7 +297,12 @@ def _format_option(parser: argparse.ArgumentParser) -> None:
 def _read(args: argparse.Namespace) -> list:
     """Read the sources of `index` and `add`, reporting what --skip-bad skipped."""
     progress = not args.quiet
-    result = read_sources(args.sources, skip_bad=args.skip_bad, progress=progress)
+    ray = None
+    if getattr(args, "ray", None):  # `index --ray`: the files are read on Ray Data too
+        from index.ray_runner import RayRunner
+
+        ray = RayRunner(args.ray, args.ray_actors, args.ray_cpus_per_actor)
+    result = read_sources(args.sources, skip_bad=args.skip_bad, progress=progress, ray=ray)
     for error in result.skipped:
         print(f"simqa: skipped: {error}", file=sys.stderr)
     if result.skipped:

@@ -22,10 +22,11 @@ from index import BuildConfig, build_index, generations, sharded, update_index
 from index.consultation import Consultation
 from index.embed import Encoder
 from index.passages import MAX_PASSAGES
-from index.errors import IndexFormatError, SimqaError
+from index.errors import IndexFormatError, ParseError, SimqaError
+from index.readers import read_sources
 from search import Searcher
 from search.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SEEDS
 
 pytestmark = pytest.mark.skipif(not QRELS.is_file(), reason="../shared/datasets is not beside the project")
 
@@ -243,6 +244,22 @@ def test_a_build_on_local_ray_equals_the_in_process_build(tmp_path, corpus, enco
                        for d in (tmp_path / "here", tmp_path / "ray"))
         assert here["parameters"]["content_sha256"] == there["parameters"]["content_sha256"]
     build_index(corpus, tmp_path / "ray", config(ray="local", cache=tmp_path / "ray-cache.sqlite"))  # all cached: unchanged
+
+
+def test_reading_on_local_ray_gives_what_reading_here_gives(tmp_path, corpus):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from index.ray_runner import RayRunner
+
+    shutil.copytree(SEEDS, tmp_path / "pages")
+    lines = [json.dumps({"id": c.id, "question": c.question, "reply": c.reply}) for c in corpus[:20]]
+    (tmp_path / "pages" / "export.jsonl").write_text("\n".join(lines[:5] + ["{not json"] + lines[5:] + ['{"id": "x"}']) + "\n")
+    ray = RayRunner("local")
+    here, there = read_sources([tmp_path / "pages"], skip_bad=True), read_sources([tmp_path / "pages"], skip_bad=True, ray=ray)
+    assert [c.to_dict() for c in there.consultations] == [c.to_dict() for c in here.consultations]
+    assert len(here.consultations) > 20 and [str(e) for e in there.skipped] == [str(e) for e in here.skipped]
+    assert [e.line for e in there.skipped] == [6, 22]
+    with pytest.raises(ParseError, match=r"export\.jsonl:6: field 'line': not valid JSON"):
+        read_sources([tmp_path / "pages"], ray=ray)
 
 
 def embed_elsewhere(texts_file: Path, out: Path, encoder: Encoder, change=None) -> Path:

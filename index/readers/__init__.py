@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -20,6 +21,9 @@ from index.errors import ParseError
 from index.excerpts import merge_excerpts
 from index.readers.jsonl import read_jsonl
 from index.readers.page import read_page
+
+if TYPE_CHECKING:
+    from index.ray_runner import RayRunner
 
 Reader = Callable[[Path, str, Callable[[ParseError], None]], Iterable[Consultation]]
 
@@ -42,8 +46,12 @@ class ReadResult:
     ignored_files: list[str] = field(default_factory=list)
 
 
-def read_sources(paths: Iterable[str | Path], skip_bad: bool = False, progress: bool = False) -> ReadResult:
-    """Read every source (file or directory), merge panel excerpts, and check ids are unique."""
+def read_sources(paths: Iterable[str | Path], skip_bad: bool = False, progress: bool = False,
+                 ray: "RayRunner | None" = None) -> ReadResult:
+    """Read every source (file or directory), merge panel excerpts, and check ids are unique.
+
+    With a `ray` runner (index/ray_runner.py) the files are read on Ray Data, a task per file;
+    what comes back, and every error, is what reading them here gives."""
     result = ReadResult([])
 
     def on_error(error: ParseError) -> None:
@@ -53,13 +61,23 @@ def read_sources(paths: Iterable[str | Path], skip_bad: bool = False, progress: 
 
     files = _files(paths, result, on_error)
     read: list[Consultation] = []
-    for path in tqdm(files, desc="reading", unit="file", disable=not progress):
-        try:
-            read.extend(without_controls(c) for c in READERS[path.suffix.lower()](path, read_text(path), on_error))
-        except ParseError as error:
+    each = ray.read(files, read_file) if ray is not None else map(read_file, files)
+    for consultations, errors in tqdm(each, desc="reading", unit="file", total=len(files), disable=not progress or ray is not None):
+        for error in errors:
             on_error(error)
+        read.extend(consultations)
     result.consultations = _unique(merge_excerpts(read), on_error)
     return result
+
+
+def read_file(path: Path) -> tuple[list[Consultation], list[ParseError]]:
+    """One file's consultations and its errors (none raised): a file of bad lines still gives its good ones."""
+    errors: list[ParseError] = []
+    try:
+        consultations = [without_controls(c) for c in READERS[path.suffix.lower()](path, read_text(path), errors.append)]
+    except ParseError as error:
+        return [], [error]
+    return consultations, errors
 
 
 def read_text(path: Path) -> str:
