@@ -309,7 +309,7 @@ class Searcher:
         core, then the per-query work on a thread pool (numpy, FAISS and SQLite release the GIL)."""
         depth = max(fusion.depth, k)
         if not filters:  # per query, each shard's vector units
-            found = list(zip(*(shard.propose_many(queries, fusion.active, depth) for shard in self.shards)))
+            found = list(zip(*(shard.propose_many(queries, fusion.active, depth, len(self.shards)) for shard in self.shards)))
         else:
             found = [None] * len(queries)
         with ThreadPoolExecutor(max_workers=threads()) as pool:
@@ -319,10 +319,16 @@ class Searcher:
     def _candidates(self, query: Query, signals, depth: int, filters: Filters | None, clock: Clock, found: tuple | None = None) -> Candidates:
         """Every shard's proposals, cut to the collection's top (search/shard.py), then the
         candidates of each, merged (one shard's as they are)."""
-        found = found or [None] * len(self.shards)
-        proposals = [shard.propose(query, signals, depth, filters, clock, f) for shard, f in zip(self.shards, found)]
         if len(self.shards) == 1:
-            return self.shards[0].candidates(query, proposals[0], clock)
+            proposals = self.shards[0].start(query, signals, depth, filters, found[0] if found else None)(clock)
+            return self.shards[0].candidates(query, proposals, clock)
+        share = len(self.shards)
+        found = found or [None] * share
+        started = [shard.start(query, signals, depth, filters, f, share) for shard, f in zip(self.shards, found)]
+        # The last shard's first: the helper threads take the searches from the first shard's on.
+        proposals = [finish(clock) for finish in reversed(started)][::-1]
+        for number in Proposals.short(proposals):  # rare: asked again for the collection's whole top
+            proposals[number] = self.shards[number].start(query, signals, depth, filters)(clock)
         # In turn, not on threads: at 2-12k rows a shard's numpy steps are too short to gain from
         # threads, which doubled the 4-shard MedQuAD query (benchmarks/README.md).
         parts = [shard.candidates(query, p, clock) for shard, p in zip(self.shards, Proposals.cut(proposals))]

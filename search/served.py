@@ -96,13 +96,14 @@ class RemoteShard:
     def __len__(self) -> int:
         return self._count
 
-    def propose(self, query: Query, signals, depth: int, filters: Filters | None, clock: Clock | None = None,
-                found: dict | None = None) -> "_Answer":
+    def start(self, query: Query, signals, depth: int, filters: Filters | None, found: dict | None = None,
+              share: int = 1) -> Callable[[Clock | None], "_Answer"]:
         """The shard's proposals and their candidates (`Shard.answer`), sent now and waited for
         when first read: the Searcher asks every shard before it reads any answer."""
-        return _Answer(self, self._send("answer", query, signals, depth, filters))
+        answer = _Answer(self, self._send("answer", query, signals, depth, filters, share))
+        return lambda clock=None: answer
 
-    def propose_many(self, queries: list[Query], signals, depth: int) -> list[None]:
+    def propose_many(self, queries: list[Query], signals, depth: int, share: int = 1) -> list[None]:
         """Nothing searched ahead: each query's answer searches the shard's vectors."""
         return [None] * len(queries)
 

@@ -6,21 +6,30 @@ filtered when asked: search/filters.py) and scores every candidate on every acti
 It fuses nothing: scores stay raw, so the caller can merge the candidates of several shards and
 fuse once (search/searcher.py), as a coordinating node merges the raw answers of its shards.
 
-It answers in two steps, so that a sharded index proposes exactly what one index would: `propose`
-gives each signal's top `depth` units here (rows; reply passages for dense_reply) with their
+It answers in two steps, so that a sharded index proposes exactly what one index would: `start`
+(its searches begin at once, the rest when its answer is read) gives each signal's top `depth` units here (rows; reply passages for dense_reply) with their
 scores; `Proposals.cut` keeps of those the units within the signal's top `depth` over every
 shard; `candidates` scores what is left. Each shard then rescores only its part of the global
 top, not its own top `depth` of every signal. A shard in another process answers both steps in
 one call instead (`answer`, search/served.py), and the cut picks from what it scored.
+
+A shard of N proposes fewer units than the collection's top holds (`shard_limit`): ids are
+hashed to shards, so the collection's top L units fall about L/N to a shard, and a shard asked
+for L/N plus SHARD_SIGMAS standard deviations of that count holds all of its part of the top but
+once in tens of thousands of queries. When one does not (it proposed as many as it was asked and
+the cut kept them all: `Proposals.short`), it is asked again for the whole L, so the candidates
+are always those of one index. Each of N HNSW searches then looks at a smaller share.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +63,9 @@ SAMPLED_TOP_MIN = 200_000
 # scores, so one index and its shards keep the same units.
 FAISS_MARGIN = 8
 
+# A shard of N proposes the collection limit / N plus this many standard deviations (shard_limit).
+SHARD_SIGMAS = 4
+
 
 @dataclass
 class Query:
@@ -78,6 +90,7 @@ class Proposals:
     limits: dict[str, int]
     bm25: dict[str, Scores]
     scored: "Candidates | None" = None  # the candidates of every unit, from a shard that answers in one call (`Shard.answer`)
+    asked: dict[str, int] = field(default_factory=dict)  # per signal, the units this shard was asked for (shard_limit); limits if empty
 
     def rows(self) -> np.ndarray:
         """The rows proposed, once each, in order."""
@@ -89,14 +102,30 @@ class Proposals:
         """Each shard's proposals within its signals' top `limits` units over every shard: the
         units one index of all the shards' rows would have proposed."""
         out = [Proposals({}, p.limits, p.bm25, p.scored) for p in shards]
-        for signal, limit in shards[0].limits.items():
-            scores = np.concatenate([p.units[signal][1] for p in shards])
-            threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) > limit else -np.inf
+        for signal, threshold in _thresholds(shards).items():
             for cut, p in zip(out, shards):
                 rows, unit_scores = p.units[signal]
                 keep = unit_scores >= threshold
                 cut.units[signal] = (rows[keep], unit_scores[keep])
         return out
+
+    @staticmethod
+    def short(shards: list["Proposals"]) -> list[int]:
+        """The shards that may hold more of the collection's top than they were asked for: for
+        some signal, they proposed all they were asked and the cut would keep every one."""
+        thresholds = _thresholds(shards)
+        return [number for number, p in enumerate(shards)
+                if any(p.asked.get(signal, limit) < limit and len(p.units[signal][1]) >= p.asked[signal]
+                       and p.units[signal][1].min(initial=np.inf) >= thresholds[signal] for signal, limit in p.limits.items())]
+
+
+def _thresholds(shards: list[Proposals]) -> dict[str, float]:
+    """Per signal, the score of the collection's `limit`-th best unit among the shards' (-inf if fewer)."""
+    out = {}
+    for signal, limit in shards[0].limits.items():
+        scores = np.concatenate([p.units[signal][1] for p in shards])
+        out[signal] = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) > limit else -np.inf
+    return out
 
 
 @dataclass
@@ -133,10 +162,38 @@ class Clock:
             self.last = now
 
 
-# Runs a query's reply-passage search beside its other stages (Shard._search); its
+# Runs a query's reply-passage searches beside its other stages (Shard._search); its
 # threads search with one OpenMP thread each, as the callers' do.
 _HELPER = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="simqa-vectors",
                              initializer=lambda: faiss.omp_set_num_threads(1))
+
+
+class _Search:
+    """One FAISS search, run by a helper thread or by the caller, whichever comes to it first:
+    a caller done with its own stages runs a search the helpers have not begun (they may be busy
+    with other queries' or shards') instead of waiting for it."""
+
+    def __init__(self, run: Callable[[], np.ndarray]) -> None:
+        self._run, self._claim, self._done = run, threading.Lock(), threading.Event()
+        self._value: np.ndarray | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self) -> None:
+        if not self._claim.acquire(blocking=False):
+            return
+        try:
+            self._value = self._run()
+        except BaseException as error:  # raised again in the caller, by result()
+            self._error = error
+        finally:
+            self._done.set()
+
+    def result(self) -> np.ndarray:
+        self()
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class Shard:
@@ -171,74 +228,83 @@ class Shard:
         return Query(tokenize(consultation.question_text()), question_vector, reply_vector, exclude=consultation.id,
                      exclude_hash=int(self.store.question_hashes[row]))
 
-    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int) -> list[dict[str, np.ndarray]]:
+    def propose_many(self, queries: list[Query], signals: dict[str, float] | set[str], depth: int,
+                     share: int = 1) -> list[dict[str, np.ndarray]]:
         """Each query's units (question rows, reply passages) from the vector signals, in one
-        FAISS call per signal searching the queries on every core: `propose(..., found=)` then
-        skips FAISS."""
+        FAISS call per signal searching the queries on every core: `start(..., found=)` then
+        skips FAISS. `share`: as start()'s."""
         found: list[dict[str, np.ndarray]] = [{} for _ in queries]
         if not queries:
             return found
-        depth += 1 if queries[0].exclude is not None else 0  # as propose()
+        depth += 1 if queries[0].exclude is not None else 0  # as start()
         faiss.omp_set_num_threads(threads())
         try:
             for signal in DENSE & set(signals):
                 index, attribute = (self.question_index, "question_vector") if signal == "dense_question" else (self.reply_index, "reply_vector")
-                _, units = index.search(np.stack([getattr(q, attribute) for q in queries]), _limit(signal, depth) + FAISS_MARGIN)
+                _, units = index.search(np.stack([getattr(q, attribute) for q in queries]),
+                                        shard_limit(_limit(signal, depth), share) + FAISS_MARGIN)
                 for f, u in zip(found, units):
                     f[signal] = u[u >= 0]
         finally:
             faiss.omp_set_num_threads(1)
         return found
 
-    def propose(
+    def start(
         self,
         query: Query,
         signals: set[str] | dict,
         depth: int,
         filters: Filters | None,
-        clock: Clock | None = None,
         found: dict[str, np.ndarray] | None = None,
-    ) -> Proposals:
-        """Each active signal's top `depth` units among the rows the filters allow; `found` holds
-        the units of vector signals searched already (batches without filters)."""
-        clock = clock or Clock(None)
+        share: int = 1,
+    ) -> Callable[[Clock | None], Proposals]:
+        """Each active signal's top `depth` units among the rows the filters allow, as a shard of
+        `share` proposes them (shard_limit); `found` holds the units of vector signals searched
+        already (batches without filters). The vector searches start now; the rest runs when the
+        returned function is called, so a sharded index starts every shard's searches first."""
         allowed = self.filters.mask(filters) if filters else None
         depth += 1 if query.exclude is not None else 0  # the query itself is among its own top
         limits = {signal: _limit(signal, depth) for signal in signals}
-        units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        bm25: dict[str, Scores] = {}
-        searched = self._search(query, DENSE & set(signals) - set(found or {}), limits, allowed,
+        asked = {signal: shard_limit(limit, share) for signal, limit in limits.items()}
+        searched = self._search(query, DENSE & set(signals) - set(found or {}), asked, allowed,
                                 alongside=bool({"bm25", "bm25_question"} & set(signals)))
-        if "bm25" in signals or "bm25_question" in signals:
-            question = self.bm25_question.scored(query.tokens)
-            if allowed is not None:
-                question.sums[~allowed] = 0.0
-            bm25["bm25_question"] = question
-        if "bm25" in signals:
-            bm25["bm25"] = Scores(question.dense() + self.bm25_reply.scores(query.tokens), scale=1.0)
-            if allowed is not None:
-                bm25["bm25"].sums[~allowed] = 0.0
-        for signal in {"bm25", "bm25_question"} & set(signals):
-            units[signal] = _top_rows(bm25[signal], depth)
-        clock.lap("bm25")
-        found = {**searched(), **(found or {})}
-        for signal in DENSE & set(signals):
-            ids = found[signal]
-            if signal == "dense_question":
-                rows, scores = _top_units(ids, dots(self.question_vectors[ids], query.question_vector), limits[signal])
-            else:
-                passages, scores = _top_units(ids, dots(self.reply_vectors[ids], query.reply_vector), limits[signal])
-                rows = self.reply_rows(passages)
-            units[signal] = (rows, scores)
-        clock.lap("vectors")
-        return Proposals(units, limits, bm25)
+
+        def finish(clock: Clock | None = None) -> Proposals:
+            clock = clock or Clock(None)
+            units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            bm25: dict[str, Scores] = {}
+            if "bm25" in signals or "bm25_question" in signals:
+                question = self.bm25_question.scored(query.tokens)
+                if allowed is not None:
+                    question.sums[~allowed] = 0.0
+                bm25["bm25_question"] = question
+            if "bm25" in signals:
+                bm25["bm25"] = Scores(question.dense() + self.bm25_reply.scores(query.tokens), scale=1.0)
+                if allowed is not None:
+                    bm25["bm25"].sums[~allowed] = 0.0
+            for signal in {"bm25", "bm25_question"} & set(signals):
+                units[signal] = _top_rows(bm25[signal], asked[signal])
+            clock.lap("bm25")
+            vector_units = {**searched(), **(found or {})}
+            for signal in DENSE & set(signals):
+                ids = vector_units[signal]
+                if signal == "dense_question":
+                    rows, scores = _top_units(ids, dots(self.question_vectors[ids], query.question_vector), asked[signal])
+                else:
+                    passages, scores = _top_units(ids, dots(self.reply_vectors[ids], query.reply_vector), asked[signal])
+                    rows = self.reply_rows(passages)
+                units[signal] = (rows, scores)
+            clock.lap("vectors")
+            return Proposals(units, limits, bm25, asked=asked)
+        return finish
 
     def _search(self, query: Query, signals: set[str], limits: dict[str, int], allowed: np.ndarray | None,
                 alongside: bool) -> Callable[[], dict[str, np.ndarray]]:
         """Start FAISS's search for these vector signals; the answer (each signal's units) is read by
         calling what this returns. With other work on this thread (BM25, `alongside`, or the other
-        vector signal), the longest search, the reply passages', runs on a helper thread meanwhile
-        (FAISS releases the GIL), so the stages take the longest part, not the sum."""
+        vector signal), the longest search, the reply passages', goes to a helper thread meanwhile
+        (FAISS releases the GIL), so the stages take the longest part, not the sum; the caller
+        runs it itself if no helper has begun it by then (`_Search`)."""
         def search(signal: str) -> np.ndarray:
             if signal == "dense_question":
                 index, vectors_, vector, mask = self.question_index, self.question_vectors, query.question_vector, allowed
@@ -248,12 +314,10 @@ class Shard:
             return vectors.search(index, vectors_, vector, limits[signal] + FAISS_MARGIN, mask)[1]
 
         ordered = sorted(signals, reverse=True)  # dense_reply first
-        side = _HELPER.submit(search, ordered[0]) if ordered and (alongside or len(ordered) == 2) else None
-
-        def answer() -> dict[str, np.ndarray]:
-            here = {signal: search(signal) for signal in ordered[bool(side):]}
-            return {ordered[0]: side.result(), **here} if side else here
-        return answer
+        tasks = {signal: _Search(partial(search, signal)) for signal in ordered}
+        if ordered and (alongside or len(ordered) == 2):
+            _HELPER.submit(tasks[ordered[0]])
+        return lambda: {signal: tasks[signal].result() for signal in reversed(ordered)}  # the caller's own first
 
     def candidates(self, query: Query, proposals: Proposals, clock: Clock | None = None) -> Candidates:
         """The proposed rows (but the query's own consultation and its duplicates) and every
@@ -278,13 +342,13 @@ class Shard:
         clock.lap("rescore")
         return Candidates(rows, scores)
 
-    def answer(self, query: Query, signals: set[str] | dict, depth: int, filters: Filters | None) -> Proposals:
-        """propose() and the candidates of every proposed unit, in one call: for a shard in another
+    def answer(self, query: Query, signals: set[str] | dict, depth: int, filters: Filters | None, share: int = 1) -> Proposals:
+        """start()'s proposals and the candidates of every proposed unit, in one call: for a shard in another
         process (search/served.py), where a second round trip costs more than scoring the few rows
         the cut would drop. The BM25 arrays (a score per row) stay here; the candidates of what the
         cut keeps are then `scored.among(cut.rows())`, with the scores the two steps would give."""
-        proposals = self.propose(query, signals, depth, filters)
-        return Proposals(proposals.units, proposals.limits, {}, self.candidates(query, proposals))
+        proposals = self.start(query, signals, depth, filters, share=share)()
+        return Proposals(proposals.units, proposals.limits, {}, self.candidates(query, proposals), proposals.asked)
 
     # -- what the Searcher reads of a shard's rows (local rows) ----------------------------------
 
@@ -348,6 +412,16 @@ class Shard:
             return self.store.rows[consultation_id]
         except KeyError:
             raise SimqaError(f"unknown consultation id {consultation_id!r}") from None
+
+
+def shard_limit(limit: int, share: int) -> int:
+    """How many of a signal's `limit` units a shard of `share` proposes (module docstring): the
+    count of the collection's top that hashing sends to it, Binomial(limit, 1/share), at its mean
+    plus SHARD_SIGMAS standard deviations."""
+    if share <= 1:
+        return limit
+    mean = limit / share
+    return min(limit, math.ceil(mean + SHARD_SIGMAS * math.sqrt(mean * (1 - 1 / share))))
 
 
 def _limit(signal: str, depth: int) -> int:

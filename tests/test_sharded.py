@@ -102,6 +102,24 @@ def test_a_sharded_index_answers_as_the_single_index(tmp_path, corpus, single, e
     assert explained.score == pytest.approx(sum(p["contribution"] for p in explained.explain.values()))
 
 
+def test_shards_asked_for_too_little_are_asked_again_and_answer_as_one_index(tmp_path, corpus, single, encoder, monkeypatch):
+    """A shard proposes its expected part of the collection's top plus SHARD_SIGMAS deviations;
+    one that may hold more (here every one: asked for less than its expected part) is asked
+    again for the whole top, so the answers stay those of one index."""
+    import search.shard as shard
+
+    assert shard.shard_limit(100, 1) == 100 and shard.shard_limit(100, 4) == 43 and shard.shard_limit(300, 4) == 105
+    assert shard.shard_limit(10, 50) == 2 and shard.shard_limit(5, 2) == 5  # never more than the whole top
+    directory = build_sharded(tmp_path / "sharded", corpus, encoder, 3)
+    monkeypatch.setattr(shard, "SHARD_SIGMAS", -3)
+    short = []
+    original = shard.Proposals.short
+    monkeypatch.setattr(shard.Proposals, "short", staticmethod(lambda proposals: short.append(original(proposals)) or short[-1]))
+    ids = [c.id for c in corpus[:10]]
+    assert_same(answers(Searcher.open(single), ids), answers(Searcher.open(directory), ids))
+    assert any(short)  # the searcher asked short shards again (a shard with fewer matches than asked is not short)
+
+
 def test_bm25_scores_do_not_depend_on_the_shard_or_the_number_of_shards(tmp_path, corpus, single, encoder):
     one = Searcher.open(single)
     three = Searcher.open(build_sharded(tmp_path / "three", corpus, encoder, 3))
