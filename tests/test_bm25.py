@@ -116,3 +116,27 @@ def test_top_rows_of_a_large_collection_are_those_of_every_matched_row(matching)
         expected_rows, expected_values = _top_units(dense_matched, dense[dense_matched], limit)
         np.testing.assert_array_equal(rows, expected_rows)
         np.testing.assert_array_equal(values, expected_values)
+
+
+def test_rows_from_a_bound_read_through_the_rare_terms_are_those_of_every_row(monkeypatch):
+    """MaxScore's shortcut (Scores.rows_from via Terms.rows_reaching): rows matching only terms
+    whose largest weights cannot add up to the bound are never read, and the rows found are
+    exactly those of a scan over every row, for bounds from the best score down, repeated terms
+    and filtered rows (scores zeroed) included."""
+    import index.bm25 as bm25
+
+    monkeypatch.setattr(bm25, "PICKED_ROWS", 0)  # the shortcut whenever it applies, however many rows
+    rng = np.random.default_rng(5)
+    vocabulary = [f"w{i}" for i in range(2_000)]
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1)  # Zipf: a few words everywhere, most rare
+    documents = [list(rng.choice(vocabulary, size=rng.integers(3, 15), p=weights / weights.sum())) for _ in range(6_000)]
+    field = FieldBM25.build(documents)
+    shortcuts = 0
+    for query in (["w0", "w1", "w1500"], ["w3", "w800", "w800", "w1999"], ["w0", "w2", "w5", "w40"], ["w7"]):
+        scores = field.scored(query)
+        scores.sums[rng.random(len(scores)) < 0.1] = 0.0  # a filter
+        every = Scores(scores.sums)  # no terms: a scan over every row
+        for bound in np.quantile(every.dense()[every.dense() > 0], [1.0, 0.999, 0.99, 0.9, 0.5, 0.0]):
+            np.testing.assert_array_equal(scores.rows_from(float(bound)), every.rows_from(float(bound)))
+            shortcuts += scores.terms.rows_reaching(float(bound) / scores.scale * (1 - 1e-6)) is not None
+    assert shortcuts >= 6  # the rare terms' rows were enough for most bounds
