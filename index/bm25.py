@@ -146,20 +146,17 @@ class FieldBM25:
         rows = np.concatenate([matrix["indices"][a:b] for a, b in spans])
         weights = np.concatenate([matrix["data"][a:b] for a, b in spans])
         ends = np.cumsum([b - a for a, b in spans])
-        starts = np.r_[0, ends[:-1]]
-        terms = Terms(rows, starts, ends, np.array([matrix["data"][a:b].max(initial=0.0) for a, b in spans], dtype=np.float64))
-        return Scores(np.bincount(rows, weights=weights, minlength=self.n_docs), terms=terms)
+        return Scores(np.bincount(rows, weights=weights, minlength=self.n_docs), terms=Terms(rows, weights, ends))
 
 
 @dataclass(frozen=True)
 class Terms:
-    """A query's terms as a field's scores were summed from them: the rows of every term's
-    column end to end (term i's are rows[starts[i]:ends[i]]) and each term's largest weight."""
+    """A query's terms as a field's scores were summed from them: the rows and weights of every
+    term's column end to end, term i's ending at ends[i]."""
 
     rows: np.ndarray
-    starts: np.ndarray
+    weights: np.ndarray
     ends: np.ndarray
-    maxima: np.ndarray
 
     def rows_reaching(self, bound: float) -> np.ndarray | None:
         """Every row whose sum can reach `bound`, with repeats (None: any row that matches).
@@ -168,12 +165,14 @@ class Terms:
         weights add up to less than the bound cannot reach it, so only the rows of the other
         terms, the rare ones, need reading; at 1M rows those are a few thousand, where the
         common terms match a fifth of the collection."""
-        order = np.argsort(self.maxima, kind="stable")
-        reach = np.cumsum(self.maxima[order]) * (1 + 1e-9)  # a hair above: sums round differently
+        starts = np.r_[0, self.ends[:-1]]
+        maxima = np.array([self.weights[a:b].max(initial=0.0) for a, b in zip(starts, self.ends)], dtype=np.float64)
+        order = np.argsort(maxima, kind="stable")
+        reach = np.cumsum(maxima[order]) * (1 + 1e-9)  # a hair above: sums round differently
         needed = order[np.searchsorted(reach, bound, side="left"):]
         if len(needed) == len(order):
             return None
-        parts = [self.rows[self.starts[i]:self.ends[i]] for i in needed]
+        parts = [self.rows[starts[i]:self.ends[i]] for i in needed]
         return np.concatenate(parts) if parts else self.rows[:0]
 
 

@@ -80,7 +80,7 @@ class RayRunner:
         def rows(row: dict) -> list[dict]:
             consultations, errors = read_file(Path(row["path"]))
             return ([{"file": row["file"], "record": json.dumps(c.to_dict()), "error": ""} for c in consultations]
-                    + [{"file": row["file"], "record": "", "error": json.dumps({"path": e.path, "line": e.line, "field": e.field, "message": e.message})} for e in errors])
+                    + [{"file": row["file"], "record": "", "error": json.dumps([e.path, e.line, e.field, e.message])} for e in errors])
 
         dataset = ray.data.from_items([{"file": number, "path": str(path)} for number, path in enumerate(files)],
                                       override_num_blocks=len(files))
@@ -90,8 +90,7 @@ class RayRunner:
                 if record:
                     out[file][0].append(Consultation.from_dict(json.loads(record)))
                 else:
-                    fields = json.loads(error)
-                    out[file][1].append(ParseError(fields["path"], fields["line"], fields["field"], fields["message"]))
+                    out[file][1].append(ParseError(*json.loads(error)))
         return out
 
     def embed(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
