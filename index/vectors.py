@@ -7,6 +7,11 @@ Exact search (IndexFlatIP) below HNSW_MIN vectors, HNSW from there on. Measured 
 efConstruction falls as the graph grows: at 1M synthetic vectors 100 gave 0.953, 200 gave
 0.967 and 0.983 in two runs (benchmarks/README.md). So graphs up to BIG_GRAPH vectors use 100
 (builds of a typical site's index take half the time), larger ones 200.
+A shard of N searches its graph with efSearch HNSW_EF_SEARCH / N (FAISS takes at least k): it is
+asked for about 1/N of the collection's top (search/shard.py, shard_limit), and at N = 4 on
+MedQuAD the union of the four shards' searches at ef = k finds as much of the exact top 100
+questions (recall 0.957) as one index's search at 128 (0.956); at 128 each shard searched twice as
+long for it (`ef_search`).
 HNSW_MIN is where exact search passes about 1.5 ms. A filter that leaves at most HNSW_MIN rows
 is searched exactly over those rows (HNSW walks a filtered graph poorly). The kind and its
 parameters go into the manifest.
@@ -111,10 +116,29 @@ def load(path: Path) -> faiss.Index:
     return faiss.read_index(str(path))
 
 
+def ef_search(share: int = 1) -> int:
+    """HNSW's search effort in a shard of `share` (the module docstring); FAISS searches with at least k."""
+    return max(1, HNSW_EF_SEARCH // max(share, 1))
+
+
+def search_parameters(index: faiss.Index, share: int = 1, allowed: np.ndarray | None = None) -> faiss.SearchParameters | None:
+    """FAISS's per-call parameters: a shard's HNSW effort, and the rows `allowed` (a boolean
+    mask; the bitmap is kept on the parameters while FAISS reads it)."""
+    hnsw = isinstance(index, faiss.IndexHNSW)
+    if not hnsw and allowed is None:
+        return None
+    params = faiss.SearchParametersHNSW(efSearch=ef_search(share)) if hnsw else faiss.SearchParameters()
+    if allowed is not None:
+        params.bitmap = np.packbits(allowed, bitorder="little")
+        params.sel = faiss.IDSelectorBitmap(params.bitmap)
+    return params
+
+
 def search(
-    index: faiss.Index, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    index: faiss.Index, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None = None, share: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, rows) for one query vector; `allowed` is a boolean mask over rows.
+    """Top-k (scores, rows) for one query vector; `allowed` is a boolean mask over rows; `share`:
+    the index is one of that many shards (ef_search).
 
     `vectors` are the index's vectors in row order, for exact search of small filtered sets.
     """
@@ -126,10 +150,7 @@ def search(
         scores = np.asarray(vectors[rows]) @ query
         top = np.argsort(-scores, kind="stable")[:k]
         return scores[top].astype(np.float32), rows[top]
-    params, bitmap = None, None
-    if allowed is not None:
-        bitmap = np.packbits(allowed, bitorder="little")  # kept alive here while FAISS reads it
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(bitmap))
+    params = search_parameters(index, share, allowed)
     scores, rows = index.search(query.reshape(1, -1).astype(np.float32, copy=False), k, params=params)
     keep = rows[0] >= 0
     return scores[0][keep], rows[0][keep]

@@ -18,7 +18,8 @@ hashed to shards, so the collection's top L units fall about L/N to a shard, and
 for L/N plus SHARD_SIGMAS standard deviations of that count holds all of its part of the top but
 once in tens of thousands of queries. When one does not (it proposed as many as it was asked and
 the cut kept them all: `Proposals.short`), it is asked again for the whole L, so the candidates
-are always those of one index. Each of N HNSW searches then looks at a smaller share.
+are always those of one index. Each of N HNSW searches then looks at a smaller share, with a
+smaller effort (index/vectors.py, ef_search).
 """
 
 from __future__ import annotations
@@ -242,7 +243,8 @@ class Shard:
             for signal in DENSE & set(signals):
                 index, attribute = (self.question_index, "question_vector") if signal == "dense_question" else (self.reply_index, "reply_vector")
                 _, units = index.search(np.stack([getattr(q, attribute) for q in queries]),
-                                        shard_limit(_limit(signal, depth), share) + FAISS_MARGIN)
+                                        shard_limit(_limit(signal, depth), share) + FAISS_MARGIN,
+                                        params=vectors.search_parameters(index, share))
                 for f, u in zip(found, units):
                     f[signal] = u[u >= 0]
         finally:
@@ -267,7 +269,7 @@ class Shard:
         limits = {signal: _limit(signal, depth) for signal in signals}
         asked = {signal: shard_limit(limit, share) for signal, limit in limits.items()}
         searched = self._search(query, DENSE & set(signals) - set(found or {}), asked, allowed,
-                                alongside=bool({"bm25", "bm25_question"} & set(signals)))
+                                alongside=bool({"bm25", "bm25_question"} & set(signals)), share=share)
 
         def finish(clock: Clock | None = None) -> Proposals:
             clock = clock or Clock(None)
@@ -299,7 +301,7 @@ class Shard:
         return finish
 
     def _search(self, query: Query, signals: set[str], limits: dict[str, int], allowed: np.ndarray | None,
-                alongside: bool) -> Callable[[], dict[str, np.ndarray]]:
+                alongside: bool, share: int = 1) -> Callable[[], dict[str, np.ndarray]]:
         """Start FAISS's search for these vector signals; the answer (each signal's units) is read by
         calling what this returns. With other work on this thread (BM25, `alongside`, or the other
         vector signal), the longest search, the reply passages', goes to a helper thread meanwhile
@@ -311,7 +313,7 @@ class Shard:
             else:
                 mask = None if allowed is None else np.repeat(allowed, np.diff(self.reply_offsets))
                 index, vectors_, vector = self.reply_index, self.reply_vectors, query.reply_vector
-            return vectors.search(index, vectors_, vector, limits[signal] + FAISS_MARGIN, mask)[1]
+            return vectors.search(index, vectors_, vector, limits[signal] + FAISS_MARGIN, mask, share)[1]
 
         ordered = sorted(signals, reverse=True)  # dense_reply first
         tasks = {signal: _Search(partial(search, signal)) for signal in ordered}

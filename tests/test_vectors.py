@@ -53,3 +53,21 @@ def test_the_compressed_kind_keeps_its_vectors_in_the_index(tmp_path):
     assert rows[0] == 7 and len(set(rows) & set(expected)) >= 9
     assert vectors.parameters(vectors.COMPRESSED, 3000)["kind"] == "hnsw-sq8"
     assert vectors.choose_kind(10**7) == "hnsw"  # never chosen by "auto"
+
+
+def test_a_shard_searches_its_graph_with_less_effort_and_one_index_with_the_built_effort():
+    import faiss
+
+    data = unit_vectors(5000, d=32)
+    index = vectors.build(data, "hnsw")
+    query = data[11]
+    faiss.cvar.hnsw_stats.reset()
+    whole = vectors.search(index, data, query, 10)
+    one = faiss.cvar.hnsw_stats.ndis
+    faiss.cvar.hnsw_stats.reset()
+    quarter = vectors.search(index, data, query, 10, share=4)
+    assert faiss.cvar.hnsw_stats.ndis < one  # efSearch 32 instead of 128: fewer distances computed
+    assert quarter[1][0] == 11
+    _, expected = index.search(query.reshape(1, -1), 10)  # the efSearch the index was built with
+    assert whole[1].tolist() == expected[0].tolist()
+    assert vectors.ef_search(4) == vectors.HNSW_EF_SEARCH // 4 and vectors.ef_search(1) == vectors.HNSW_EF_SEARCH
