@@ -1,6 +1,7 @@
 """The benchmark suite's question-to-question benchmarks: how they are built, and a smoke run of
 the fusion fit on RQE pairs over a small corpus."""
 
+import numpy as np
 import pytest
 
 from benchmarks.fit_fusion import Pools, margin
@@ -56,3 +57,31 @@ def test_fit_on_a_small_rqe_slice(rqe, tmp_path, encoder):
     figures = {name: {"rqe": evaluate(pools.run(f), qrels, 1)} for name, f in fusions.items()}
     assert figures["default"]["rqe"]["MRR@10"] > 0.9
     assert margin(figures, "default", "rqe") >= 0  # no signal alone is ahead of the default
+
+
+def test_a_learned_fusion_fit_on_some_queries_ranks_others_by_the_signal_that_tells():
+    """benchmarks/learned_fusion.py: a logistic regression over the per-signal features, fit on
+    one set of queries, ranks another set's relevant candidate first when one signal tells it
+    (here the cosine) and the other (BM25) is noise."""
+    from benchmarks.learned_fusion import Examples, fit
+
+    rng = np.random.default_rng(7)
+
+    def pools(prefix: str, n: int) -> tuple[Pools, dict]:
+        qids, ids, scores, qrels = [], [], [], {}
+        for q in range(n):
+            qid = f"{prefix}{q}"
+            cosines = rng.uniform(0.2, 0.6, 30)
+            cosines[q % 30] = 0.8  # the relevant one
+            qids.append(qid)
+            ids.append([f"{qid}-{d}" for d in range(30)])
+            scores.append({"bm25": rng.uniform(1, 20, 30), "bm25_question": rng.uniform(1, 20, 30),
+                           "dense_question": cosines, "dense_reply": np.full(30, np.nan)})
+            qrels[qid] = {f"{qid}-{q % 30}": 1}
+        return Pools(qids, ids, scores), qrels
+
+    train, train_qrels = pools("a", 40)
+    held, held_qrels = pools("b", 20)
+    model, scaler = fit([Examples(train, train_qrels, 1)], c=1.0)
+    run = Examples(held, held_qrels, 1).run(model, scaler)
+    assert evaluate(run, held_qrels, 1)["MRR@10"] == pytest.approx(1.0)
