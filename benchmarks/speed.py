@@ -261,8 +261,9 @@ def section_queries() -> dict:
     }
 
 
-class _InTurn:
-    """An executor that runs what it is given at once, on the calling thread."""
+class InTurn:
+    """An executor that runs what it is given at once, on the calling thread (the helper of
+    search/shard.py replaced, for the in-turn side of `overlap`; tests use it too)."""
 
     def submit(self, fn, *args):
         from concurrent.futures import Future
@@ -290,7 +291,7 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
     vectors = searcher.query_encoder().embed(texts)
     fusion = MODES["hybrid"].for_index(searcher.has_replies)
     helper = shard._HELPER
-    variants = {"in turn": _InTurn(), "side by side": helper}
+    variants = {"in turn": InTurn(), "side by side": helper}
     total: dict[str, list[float]] = {name: [] for name in variants}
     stages = {name: {s: [] for s in STAGES[1:]} for name in variants}
     whole: dict[str, list[float]] = {name: [] for name in variants}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
 from index import generations, segment, topics, vector_files
@@ -25,6 +26,9 @@ from index.manifest import FORMAT_VERSION, Manifest
 from index.passages import MAX_PASSAGES, PASSAGE_WORDS
 from index.segment import embedded_texts
 from index.text import TOKENIZER
+
+if TYPE_CHECKING:
+    from index.ray_runner import RayRunner
 
 
 @dataclass
@@ -46,6 +50,14 @@ class BuildConfig:
     vectors: Path | None = None  # a directory of precomputed vectors in Parquet (index/vector_files.py)
     shard: ShardOf | None = None  # set by index/sharded.py for each shard it writes
     topics: list[topics.Topic] | None = None  # a topics file's (index/topics.py); None: kept as the index has them, or gathered
+
+    def ray_runner(self) -> RayRunner | None:
+        """The Ray runner these options ask for (`ray` set), joining the cluster; None without."""
+        if self.ray is None:
+            return None
+        from index.ray_runner import RayRunner
+
+        return RayRunner(self.ray, self.ray_actors, self.ray_cpus_per_actor)
 
 
 @dataclass(frozen=True)

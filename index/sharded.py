@@ -148,7 +148,7 @@ def build(consultations: list[Consultation], target: Path, shards: int, config: 
     empty = [number for number, group in enumerate(groups) if not group]
     if empty:
         raise SimqaError(f"{len(consultations)} consultations leave shard {empty[0]} of {shards} empty; use fewer shards")
-    runner = _runner(config)
+    runner = config.ray_runner() or InProcess()
     if encoder is None:
         dimension = current.dimension if current is not None and current.model_fingerprint == _fingerprint(config) else None
         encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=dimension, precision=config.precision)
@@ -298,14 +298,6 @@ def _recover(directory: Path, current: Manifest) -> None:
     publishing a shard and before the top level left that shard ahead."""
     for entry in current.parameters["shards"]:
         generations.roll_back(directory / entry["directory"], entry["generation"])
-
-
-def _runner(config: BuildConfig):
-    if config.ray is None:
-        return InProcess()
-    from index.ray_runner import RayRunner
-
-    return RayRunner(config.ray, config.ray_actors, config.ray_cpus_per_actor)
 
 
 def _current(target: Path) -> Manifest | None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -45,6 +46,9 @@ from search.filters import NAMES as FILTERS, FilterError, iso_date
 from search.fusion import MODES
 from search.panel import render_panel, render_related_faq, terminal_safe
 from search.searcher import Hit, Searcher
+
+if TYPE_CHECKING:
+    from index.ray_runner import RayRunner
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,14 +298,9 @@ def _format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text", help="the panel as text, or hits as JSON")
 
 
-def _read(args: argparse.Namespace) -> list:
-    """Read the sources of `index` and `add`, reporting what --skip-bad skipped."""
+def _read(args: argparse.Namespace, ray: RayRunner | None = None) -> list:
+    """Read the sources of `index` and `add` (on Ray Data with a runner), reporting what --skip-bad skipped."""
     progress = not args.quiet
-    ray = None
-    if getattr(args, "ray", None):  # `index --ray`: the files are read on Ray Data too
-        from index.ray_runner import RayRunner
-
-        ray = RayRunner(args.ray, args.ray_actors, args.ray_cpus_per_actor)
     result = read_sources(args.sources, skip_bad=args.skip_bad, progress=progress, ray=ray)
     for error in result.skipped:
         print(f"simqa: skipped: {error}", file=sys.stderr)
@@ -316,10 +315,10 @@ def _index(args: argparse.Namespace) -> int:
     progress = not args.quiet
     cache = None if args.no_cache else Path(args.cache)
     topics = read_topics(args.topics) if args.topics is not None else None  # before the sources: a bad file fails fast
-    consultations = _read(args)
     config = BuildConfig(model=args.model, vector_index=args.vector_index, progress=progress, cache=cache, precision=args.precision,
                          vectors=args.vectors, shards=args.shards, ray=args.ray, ray_actors=args.ray_actors, ray_cpus_per_actor=args.ray_cpus_per_actor,
                          topics=topics)
+    consultations = _read(args, config.ray_runner())  # `index --ray`: the files are read on Ray Data too
     manifest = build_index(consultations, args.index, config)
     counts = manifest.counts
     shards = f" ({sharded.count(manifest)} shards)" if sharded.is_sharded(manifest) else ""

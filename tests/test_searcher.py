@@ -162,9 +162,8 @@ def test_search_many_equals_search_and_timings_cover_every_stage(searcher):
 def test_vector_searches_on_the_helper_thread_rank_as_searches_in_turn(searcher, monkeypatch):
     """The reply passages are searched on a helper thread beside BM25 and the question search:
     the same hits and scores as searching one after the other, filtered or not."""
-    import concurrent.futures
-
     import search.shard as shard
+    from benchmarks.speed import InTurn
 
     def ranked(**filters):
         return [(h.id, h.score, h.scores) for text in (QUERY, "wrist twitches after lifting")
@@ -173,14 +172,12 @@ def test_vector_searches_on_the_helper_thread_rank_as_searches_in_turn(searcher,
     beside, filtered = ranked(), ranked(department="Neurology")
     threads = []
 
-    class InTurn:
+    class Counted(InTurn):
         def submit(self, fn, *args):
             threads.append(fn)
-            done = concurrent.futures.Future()
-            done.set_result(fn(*args))
-            return done
+            return super().submit(fn, *args)
 
-    monkeypatch.setattr(shard, "_HELPER", InTurn())
+    monkeypatch.setattr(shard, "_HELPER", Counted())
     assert ranked() == beside and ranked(department="Neurology") == filtered
     assert threads  # the helper was asked for every query
 
