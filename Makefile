@@ -90,12 +90,13 @@ bench-start: $(STAMP)
 	$(BIN)/python -m benchmarks.start --index $(DEMO_INDEX) --out $(RESULTS)/speed/start.md
 
 # The choice of the default fusion: the grid on every benchmark, leave-one-benchmark-out, a learned
-# fusion held out the same way, and txtai's hybrid on each (needs the indexes bench-relevance builds; txtai installed here only).
+# fusion held out the same way, dense pseudo-relevance feedback, and txtai's hybrid on each (needs the indexes bench-relevance builds; txtai installed here only).
 bench-tune: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.txtai_peer --suite $(SUITE) --cache $(BENCH_CACHE) --out $(RESULTS)/suite/txtai.json
 	$(BIN)/python -m benchmarks.fit_fusion --suite $(SUITE) --indexes $(SUITE_INDEX) --txtai $(RESULTS)/suite/txtai.json
 	$(BIN)/python -m benchmarks.learned_fusion --suite $(SUITE) --indexes $(SUITE_INDEX)
+	$(BIN)/python -m benchmarks.prf --suite $(SUITE) --indexes $(SUITE_INDEX)
 
 # Speed: builds, per-stage query latency, rank-bm25 and txtai peers (txtai installed here only),
 # synthetic corpora to 1M consultations. About an hour on 2 cores; needs the index bench-relevance builds.

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks.fit_fusion import Pools, margin
+from benchmarks.prf import Feedback
 from benchmarks.rqe import RQE, key, load_rqe, negatives_above
 from index import BuildConfig, build_index
 from index.consultation import Consultation
@@ -56,6 +57,12 @@ def test_fit_on_a_small_rqe_slice(rqe, tmp_path, encoder):
     fusions = {"default": MODES["hybrid"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS}}
     figures = {name: {"rqe": evaluate(pools.run(f), qrels, 1)} for name, f in fusions.items()}
     assert figures["default"]["rqe"]["MRR@10"] > 0.9
+    # benchmarks/prf.py rescores the same candidates from the index's vectors: with no weight on
+    # the feedback it ranks as the pools do, and its feedback moves the query vector
+    feedback = Feedback(pools, searcher, texts, panel=False)
+    assert feedback.run(None, 0.0) == pools.run(MODES["hybrid"])
+    assert {q: [d for d, _ in r[:10]] for q, r in feedback.run(3, 0.0).items()} == {q: [d for d, _ in r[:10]] for q, r in pools.run(MODES["hybrid"]).items()}
+    assert feedback.run(3, 1.0) != feedback.run(None, 0.0)
     assert margin(figures, "default", "rqe") >= 0  # no signal alone is ahead of the default
 
 
