@@ -29,6 +29,7 @@ from index.manifest import Manifest
 from index.text import tokenize
 from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
 from search.filters import Filters
+from search.query_vectors import QUERY_VECTORS, QueryVectors
 from search.shard import DUPLICATE_COSINE, Candidates, Clock, Proposals, Query, Shard, dots
 from search.snippets import excerpt, matched_terms
 from search.topics import SIGNALS as TOPIC_SIGNALS, VOTERS, TopicFinder, TopicHit
@@ -74,12 +75,13 @@ class Searcher:
     """The query side of one index directory. Thread-safe; load once per process."""
 
     def __init__(self, directory: Path, generation: Path, manifest: Manifest, shards: list, model: str | None,
-                 encoder: Encoder | None) -> None:
+                 encoder: Encoder | None, query_vectors: int = QUERY_VECTORS) -> None:
         self.directory = directory
         self.generation = generation  # the top level's, for a sharded index
         self.manifest = manifest
         self._model = model
         self._query_encoder = encoder
+        self._vectors = QueryVectors(query_vectors)  # recent texts' vectors (search/query_vectors.py)
         self._lock = threading.Lock()
         self.shards = shards  # Shard, or search/served.py's RemoteShard: the same methods
         self._offsets = np.cumsum([0] + [len(shard) for shard in self.shards])
@@ -89,7 +91,7 @@ class Searcher:
 
     @classmethod
     def open(cls, directory: str | Path, model: str | None = None, encoder: Encoder | None = None,
-             verify: bool = False, shard: ShardFactory = None) -> "Searcher":
+             verify: bool = False, shard: ShardFactory = None, query_vectors: int = QUERY_VECTORS) -> "Searcher":
         """Open the current generation of an index; `model` must be the model it was built with.
 
         Without `model`, the model recorded in the manifest is used (loaded on the first query
@@ -98,7 +100,8 @@ class Searcher:
         `verify` checks every file's SHA-256, as `simqa verify` does. Raises IndexFormatError
         for a missing, damaged or mismatched index. `shard(number, generation, manifest)` makes
         each shard's answering side (default: a Shard over the files here; search/served.py's
-        proxies to Ray Serve deployments).
+        proxies to Ray Serve deployments). The vectors of the last `query_vectors` query texts
+        are kept (search/query_vectors.py; 0: none).
         """
         shard = shard or (lambda number, generation, manifest: Shard(generation))
         directory = Path(directory)
@@ -111,7 +114,8 @@ class Searcher:
                 manifest.check_model(name, model_fingerprint(path))
                 parts = sharded.shard_generations(directory, manifest, verify) if sharded.is_sharded(manifest) else [(generation, manifest)]
                 reuse = encoder if encoder is not None and encoder.fingerprint == manifest.model_fingerprint else None
-                return cls(directory, generation, manifest, [shard(n, g, m) for n, (g, m) in enumerate(parts)], name, reuse)
+                return cls(directory, generation, manifest, [shard(n, g, m) for n, (g, m) in enumerate(parts)], name, reuse,
+                           query_vectors)
             except (IndexFormatError, FileNotFoundError):
                 # A writer may have published and pruned while we opened: try its generation.
                 latest = generations.current(directory)
@@ -268,8 +272,8 @@ class Searcher:
         return [(c.id, c.title) for c in self.consultations()]
 
     def embed(self, text: str) -> np.ndarray:
-        """The query's unit vector."""
-        return self.query_encoder().embed([text])[0]
+        """The query's unit vector (read-only; kept for the next query of the same text)."""
+        return self._vectors.get(text, lambda t: self.query_encoder().embed([t])[0])
 
     def query_encoder(self) -> Encoder:
         """The query encoder, loaded on first use, once."""

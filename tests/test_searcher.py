@@ -232,3 +232,20 @@ def test_a_query_in_one_unicode_form_finds_text_stored_in_another(tmp_path, enco
     build_index([stored, other, *others], tmp_path / "idx", BuildConfig(progress=False), encoder=encoder)
     hits = Searcher.open(tmp_path / "idx").search("caf\u00e9", mode="bm25")
     assert [h.id for h in hits] == ["cafe"]
+
+
+def test_a_page_asking_search_and_related_faq_for_one_text_encodes_it_once(seeds_index, encoder, monkeypatch):
+    """The query vectors of recent texts are kept (search/query_vectors.py): the panel and the
+    Related FAQ of one question, and the next view of the page, share one encoding, and rank as
+    a Searcher that keeps none."""
+    kept, fresh = Searcher.open(seeds_index, encoder=encoder), Searcher.open(seeds_index, encoder=encoder, query_vectors=0)
+    encoded = []
+    real = encoder.embed
+    monkeypatch.setattr(encoder, "embed", lambda texts, **kw: encoded.extend(texts) or real(texts, **kw))
+    text = "my eyelid keeps twitching when I am tired"
+    for _ in range(2):  # two views of the page
+        hits, topics = kept.search(text, k=4), kept.related_faq(text=text)
+    assert encoded == [text]
+    assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in fresh.search(text, k=4)]
+    assert [t.topic for t in topics] == [t.topic for t in fresh.related_faq(text=text)]
+    assert encoded == [text] * 3  # the Searcher that keeps none encoded for each call
