@@ -23,7 +23,6 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass
 
-import faiss
 import numpy as np
 from rapidfuzz import fuzz, process
 from scipy import sparse
@@ -31,6 +30,7 @@ from scipy import sparse
 from index.consultation import Consultation
 from index.text import tokenize
 from index.topics import StoredTopics, name_texts, topic_key
+from index.vectors import inner_products
 
 SIGNALS = ("names", "dense", "votes")
 FUZZY_CHARS = 6  # shorter words match exactly only: at 5 letters one typo is another word
@@ -75,7 +75,7 @@ class TopicFinder:
         """Each signal's score of every topic (NaN: nothing to say about it)."""
         out = {"names": self._name_matcher().scores(tokenize(text), self._name_starts)}
         if vector is not None:
-            out["dense"] = np.maximum.reduceat(_cosines(self.vectors, vector), self._name_starts)
+            out["dense"] = np.maximum.reduceat(inner_products(self.vectors, vector), self._name_starts)
         votes = np.zeros(len(self.topics))
         for rank, consultation in enumerate(voters, 1):
             for number in {self._by_key.get(topic_key(entry.topic)) for entry in consultation.related_faq} - {None}:
@@ -137,18 +137,6 @@ class _NameMatcher:
         coverage = np.divide(matched, self.totals, out=np.zeros_like(matched), where=self.totals > 0)
         names = np.where(coverage >= MIN_COVERAGE, matched * coverage, 0.0)
         return np.maximum.reduceat(names, name_starts) if len(name_starts) else names
-
-
-def _cosines(vectors: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """Each name vector's inner product with the query's, on this thread (FAISS's SIMD loop).
-    numpy's `vectors @ vector` hands 32,000 rows to BLAS's threads, which then spin beside the
-    query encoder's own: on 2 cores the default Related FAQ took 29.7 ms p50 that way and
-    19.1 ms this way (LiveQA questions, AMD EPYC; the product alone 2.0 ms against 1.6)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # as stored: no copy
-    out = np.empty(len(vectors), dtype=np.float32)
-    query = np.ascontiguousarray(vector, dtype=np.float32)
-    faiss.fvec_inner_products_ny(faiss.swig_ptr(out), faiss.swig_ptr(query), faiss.swig_ptr(vectors), vectors.shape[1], len(vectors))
-    return out
 
 
 def _reciprocal_ranks(values: np.ndarray) -> np.ndarray:

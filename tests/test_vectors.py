@@ -71,3 +71,17 @@ def test_a_shard_searches_its_graph_with_less_effort_and_one_index_with_the_buil
     _, expected = index.search(query.reshape(1, -1), 10)  # the efSearch the index was built with
     assert whole[1].tolist() == expected[0].tolist()
     assert vectors.ef_search(4) == vectors.HNSW_EF_SEARCH // 4 and vectors.ef_search(1) == vectors.HNSW_EF_SEARCH
+
+
+def test_inner_products_on_this_thread_match_numpy_and_do_not_depend_on_the_rows_alongside():
+    """index.vectors.inner_products (the exact filtered path, Related FAQ's dense signal): numpy's
+    products to float precision, and a row's value the same bits whatever rows come with it."""
+    data = unit_vectors(1001, d=384, seed=3)
+    query = unit_vectors(1, d=384, seed=4)[0]
+    every = vectors.inner_products(data, query)
+    assert np.allclose(every, data @ query, atol=1e-6)
+    for rows in (np.arange(7), np.random.default_rng(5).choice(1001, 300, replace=False), np.array([1000])):
+        assert (vectors.inner_products(data[rows], query) == every[rows]).all()
+        assert (vectors.inner_products(data, query, rows) == every[rows]).all()  # read in place
+    assert vectors.inner_products(data[:0], query).shape == (0,)
+    assert vectors.inner_products(data, query, np.zeros(0, dtype=np.int64)).shape == (0,)
