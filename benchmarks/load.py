@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 
 from benchmarks.liveqa import load_queries
+from benchmarks.speed import cpu_name
 from index import generations
 from index.segment import Segment
 
@@ -41,14 +42,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(index: str | Path, *extra: str):
-    """`simqa serve` on a free loopback port, as a subprocess, until the block ends; yields its URL."""
+def running_server(index: str | Path, *extra: str, query_vectors: int = 0):
+    """`simqa serve` on a free loopback port, as a subprocess, until the block ends; yields its URL.
+
+    The clients loop over 208 questions: with query vectors kept (search/query_vectors.py), after
+    one round no request would encode; by default the server keeps none and encodes each one."""
     port = free_port()
-    # The clients loop over 208 questions: with query vectors kept, after one round no request
-    # would encode (search/query_vectors.py); this measures a server that encodes each one.
     process = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", str(port), *extra],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "SIMQA_QUERY_VECTORS": "0"})
+                               env={**os.environ, "SIMQA_QUERY_VECTORS": str(query_vectors)})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300  # Ray Serve starts its runtime and deployments first
@@ -103,19 +105,25 @@ def main() -> None:
     parser.add_argument("--index", default="build/medquad-index")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--query-vectors", type=int, default=0,
+                        help="query vectors the server keeps (0: each request encodes); results in load-query-vectors.md/.json if not 0")
     args = parser.parse_args()
-    with running_server(args.index) as base:
+    with running_server(args.index, query_vectors=args.query_vectors) as base:
         ids = Segment.open_store(generations.current(Path(args.index))).ids.tolist()
         queries = list(load_queries("summary").values()) + list(load_queries("original").values())
         result = asyncio.run(run(base, args.clients, args.seconds, queries, ids))
     result["index"] = args.index
-    result["command"] = f"python -m benchmarks.load --index {args.index} --clients {args.clients} --seconds {args.seconds:g}"
+    result["command"] = f"python -m benchmarks.load --index {args.index} --clients {args.clients} --seconds {args.seconds:g}" + (
+        f" --query-vectors {args.query_vectors}" if args.query_vectors else "")
+    result["query_vectors"] = args.query_vectors
+    name = "load-query-vectors" if args.query_vectors else "load"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "load.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "load.md").write_text(
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(
         f"# Load test of `simqa serve` on loopback\n\n`{result['command']}`\n\n"
         f"{result['clients']} concurrent clients for {result['seconds']} s, 3 in 4 requests free-text search (LiveQA-Med "
-        f"questions, k=10), 1 in 4 the Similar Q&A panel of a random consultation (k=4), over {args.index}.\n\n"
+        f"questions, k=10), 1 in 4 the Similar Q&A panel of a random consultation (k=4), over {args.index}; the server keeps "
+        f"{args.query_vectors or 'no'} query vectors. CPU: {cpu_name()}.\n\n"
         "| requests | errors | requests/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|\n"
         f"| {result['requests']} | {result['errors']} | {result['requests_per_second']} | {result['latency_ms']['p50']} | "
         f"{result['latency_ms']['p95']} | {result['latency_ms']['p99']} |\n")
