@@ -119,11 +119,17 @@ def objective(figures: dict[str, float]) -> float:
     return (figures["nDCG@10"] + figures["MRR@10"]) / 2
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def pool_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of a script scored on the pools (this one, learned_fusion.py, prf.py)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--suite", type=Path, default=Path("build/suite"))
     parser.add_argument("--indexes", type=Path, default=Path("build/suite-index"))
     parser.add_argument("--pools", type=Path, default=Path("build/pools"))
+    return parser
+
+
+def main() -> None:
+    parser = pool_parser(__doc__)
     parser.add_argument("--txtai", type=Path, help="txtai_peer.py's results, for the summary table")
     args = parser.parse_args()
 

@@ -18,18 +18,16 @@ queries). Writes benchmarks/results/suite/learned-fusion.json and .md.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks.fit_fusion import DEPTH, RESULTS, Pools, load_pools, measures
+from benchmarks.fit_fusion import DEPTH, RESULTS, Pools, load_pools, measures, pool_parser
 from benchmarks.suite import BENCHMARKS
 from search.bench import read_qrels
-from search.fusion import SIGNALS, Fusion, _reciprocal_rank, normalized, proposed
+from search.fusion import SIGNALS, Fusion, normalized, proposed, reciprocal_rank
 
 FUSED = ("bm25_question", "dense_question")  # the question-only default's signals
 ZSCORE, MINMAX = Fusion(normalization="zscore"), Fusion()
@@ -41,7 +39,7 @@ def features(scores: dict[str, np.ndarray]) -> np.ndarray:
     columns = []
     for signal in FUSED:
         values = scores[signal]
-        columns += [normalized(values, ZSCORE), normalized(values, MINMAX), _reciprocal_rank(values, 60)]
+        columns += [normalized(values, ZSCORE), normalized(values, MINMAX), reciprocal_rank(values, 60)]
     columns.append((~np.isnan(scores["bm25_question"])).astype(np.float64))  # the cosine scores every candidate
     columns.append(np.nan_to_num(scores["dense_question"], nan=0.0))
     return np.column_stack(columns)
@@ -51,7 +49,7 @@ class Examples:
     """A benchmark's candidates as features, labels and per-query groups."""
 
     def __init__(self, pools: Pools, qrels: dict[str, dict[str, int]], threshold: int) -> None:
-        self.pools, self.queries = pools, []
+        self.queries = []
         for qid, ids, scores in zip(pools.qids, pools.ids, pools.scores):
             keep = proposed({s: scores[s] for s in FUSED}, DEPTH)
             grades = qrels.get(qid, {})
@@ -84,11 +82,7 @@ def fit(training: list[Examples], c: float) -> tuple[LogisticRegression, Standar
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--suite", type=Path, default=Path("build/suite"))
-    parser.add_argument("--indexes", type=Path, default=Path("build/suite-index"))
-    parser.add_argument("--pools", type=Path, default=Path("build/pools"))
-    args = parser.parse_args()
+    args = pool_parser(__doc__).parse_args()
 
     grid = json.loads((RESULTS / "fusion-lobo.json").read_text())["figures"]  # fit_fusion.py's, same pools
     examples, qrels = {}, {}

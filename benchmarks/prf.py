@@ -19,14 +19,12 @@ question-only benchmarks alone. Writes benchmarks/results/suite/prf.json and .md
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.fit_fusion import RESULTS, Pools, index_of, load_pools, measures, objective
+from benchmarks.fit_fusion import RESULTS, Pools, index_of, load_pools, measures, objective, pool_parser
 from benchmarks.suite import BENCHMARKS
 from search.bench import read_qrels, read_queries
 from search.fusion import DENSE, MODES, fuse, proposed
@@ -83,11 +81,7 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--suite", type=Path, default=Path("build/suite"))
-    parser.add_argument("--indexes", type=Path, default=Path("build/suite-index"))
-    parser.add_argument("--pools", type=Path, default=Path("build/pools"))
-    args = parser.parse_args()
+    args = pool_parser(__doc__).parse_args()
 
     settings = {"default": (None, 0.0)} | {f"m={m} beta={b:g}": (m, b) for m, b in itertools.product(TOPS, BETAS)}
     figures: dict[str, dict[str, dict]] = {name: {} for name in settings}

@@ -93,7 +93,7 @@ def contributions(scores: dict[str, np.ndarray], fusion: Fusion) -> dict[str, np
     for signal, weight in active.items():
         values = np.asarray(scores[signal], dtype=np.float64)
         if fusion.method == "rrf":
-            parts[signal] = weight * _reciprocal_rank(values, fusion.rrf_k)
+            parts[signal] = weight * reciprocal_rank(values, fusion.rrf_k)
         else:
             parts[signal] = weight / total * normalized(values, fusion)
     return parts
@@ -155,7 +155,8 @@ def proposed(scores: dict[str, np.ndarray], depth: int) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def _reciprocal_rank(values: np.ndarray, k: int) -> np.ndarray:
+def reciprocal_rank(values: np.ndarray, k: int) -> np.ndarray:
+    """RRF's 1 / (k + rank) of each candidate a signal scores (ties in candidate order), 0 elsewhere."""
     out = np.zeros(len(values), dtype=np.float64)
     valid = ~np.isnan(values)
     order = np.flatnonzero(valid)[np.argsort(-values[valid], kind="stable")]
