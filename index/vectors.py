@@ -163,7 +163,7 @@ def inner_products(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray | No
     numpy's `vectors @ query` hands many rows to BLAS's threads, which then spin beside the query
     encoder's: on 2 cores the default Related FAQ (32,169 name vectors) took 31.7 ms p50 that
     way and 18.1 ms this way (benchmarks/README.md, "Related FAQ"), and the next query's
-    encoding after an exact filtered search of 15,000 rows took 11.3 ms instead of 6.3. A row's
+    encoding after an exact filtered search of 15,000 rows took 10.9 ms instead of 6.5. A row's
     value is the same bits whatever rows come with it (tests/test_vectors.py).
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # as stored: no copy
