@@ -450,7 +450,8 @@ def _top_rows(scores: Scores, limit: int) -> tuple[np.ndarray, np.ndarray]:
     SAMPLED_TOP_MIN rows."""
     step = max(1, int(np.sqrt(len(scores) / max(limit, 1)))) if len(scores) >= SAMPLED_TOP_MIN else 1
     sample = scores[::step]
-    bound = np.partition(sample, len(sample) - limit)[len(sample) - limit] if step > 1 and len(sample) > limit else 0.0
+    sample = sample[sample > 0]  # np.partition slows 25x on the zeros of the rows no term matched (0.70 ms, not 0.03)
+    bound = np.partition(sample, len(sample) - limit)[len(sample) - limit] if step > 1 and len(sample) >= limit else 0.0
     rows = scores.rows_from(bound) if bound > 0 else scores.positive_rows()
     values = scores[rows]
     positive = values > 0
