@@ -1,18 +1,20 @@
 """One generation's files: the only module that writes or reads them.
 
 A generation (index/generations.py) is a directory of immutable files, as a Lucene segment is:
-the document store, BM25 per field, question vectors, reply-passage vectors with their offsets,
-the two FAISS indexes and the manifest. `write` lays them out; `Segment.open` maps them back.
-Build, update, the Searcher and the benchmarks go through here and know no file name.
+the document store, BM25 per field, the two FAISS indexes (which hold the question and
+reply-passage vectors, index/vectors.py `stored`), the passages' offsets and the manifest.
+`write` lays them out; `Segment.open` maps them back. Build, update, the Searcher and the
+benchmarks go through here and know no file name. Generations written before the vectors lived
+in the indexes alone also hold question_vectors.npy and reply_vectors.npy: they still open (the
+manifest checks them) and the copies go unread.
 
     consultations.sqlite   the document store (index/store.py), with its memory-mapped columns
     ids.npy, ids_sorted.npy, ids_sorted_rows.npy, question_hashes.npy
     bm25_question/         bm25s directory: title + question
     bm25_reply/            bm25s directory: reply + more info
-    question_vectors.npy   one unit vector per consultation (not for "hnsw-sq8": its index holds them)
-    reply_vectors.npy      one unit vector per reply passage (idem)
     reply_offsets.npy      passages of row i are offsets[i]:offsets[i + 1]
-    question.faiss, reply.faiss
+    question.faiss         one unit vector per consultation, and the graph over them
+    reply.faiss            one unit vector per reply passage, idem
     manifest.json          written last, listing every other file (index/manifest.py)
 """
 
@@ -36,8 +38,6 @@ from index.text import tokenize
 STORE = "consultations.sqlite"
 BM25_QUESTION = "bm25_question"
 BM25_REPLY = "bm25_reply"
-QUESTION_VECTORS = "question_vectors.npy"
-REPLY_VECTORS = "reply_vectors.npy"
 REPLY_OFFSETS = "reply_offsets.npy"
 QUESTION_FAISS = "question.faiss"
 REPLY_FAISS = "reply.faiss"
@@ -112,13 +112,8 @@ def write(
     bm25_reply.save(directory / BM25_REPLY)
     stage("vector_index", "building vector indexes")
     kinds = {}
-    for name, vecs, npy, faiss_file in (
-        ("question", question_vectors, QUESTION_VECTORS, QUESTION_FAISS),
-        ("reply", reply_vectors, REPLY_VECTORS, REPLY_FAISS),
-    ):
+    for name, vecs, faiss_file in (("question", question_vectors, QUESTION_FAISS), ("reply", reply_vectors, REPLY_FAISS)):
         kind = vectors.choose_kind((collection_vectors or {}).get(name, len(vecs)), vector_index)
-        if kind != vectors.COMPRESSED:  # which keeps its vectors in the index alone
-            np.save(directory / npy, vecs, allow_pickle=False)
         vectors.save(vectors.build(vecs, kind, threads), directory / faiss_file)
         kinds[name] = vectors.parameters(kind, len(vecs))
     np.save(directory / REPLY_OFFSETS, texts.offsets, allow_pickle=False)
@@ -128,7 +123,8 @@ def write(
 
 @dataclass
 class Segment:
-    """A generation's files, opened: vectors memory-mapped, BM25 matrices memory-mapped."""
+    """A generation's files, opened: the FAISS indexes read (their vectors read from their storage),
+    the store's columns and BM25 matrices memory-mapped."""
 
     store: DocumentStore
     bm25_question: FieldBM25
@@ -149,8 +145,8 @@ class Segment:
             store=store,
             bm25_question=FieldBM25.load(generation / BM25_QUESTION, n),
             bm25_reply=FieldBM25.load(generation / BM25_REPLY, n),
-            question_vectors=_vectors(generation / QUESTION_VECTORS, question_index),
-            reply_vectors=_vectors(generation / REPLY_VECTORS, reply_index),
+            question_vectors=vectors.stored(question_index),
+            reply_vectors=vectors.stored(reply_index),
             reply_offsets=np.load(generation / REPLY_OFFSETS),
             question_index=question_index,
             reply_index=reply_index,
@@ -168,14 +164,4 @@ class Segment:
     def load_vectors(generation: Path) -> tuple[np.ndarray, np.ndarray]:
         """(question vectors, reply-passage vectors), read whole (updates reuse them; those of a
         compressed index come back decoded, and are quantised again)."""
-        return tuple(np.asarray(_vectors(generation / npy, vectors.load(generation / index)))
-                     for npy, index in ((QUESTION_VECTORS, QUESTION_FAISS), (REPLY_VECTORS, REPLY_FAISS)))
-
-
-def _vectors(path: Path, index: faiss.Index) -> np.ndarray | vectors.QuantizedVectors:
-    """A generation's vectors of one kind: the float32 file, memory-mapped, or a compressed
-    index's own codes."""
-    if isinstance(index, faiss.IndexHNSWSQ):
-        return vectors.QuantizedVectors(index)
-    # A plain array over the memory map: np.memmap's indexing costs ~20 µs a call on the hot path.
-    return np.asarray(np.load(path, mmap_mode="r"))
+        return tuple(np.asarray(vectors.stored(vectors.load(generation / index))) for index in (QUESTION_FAISS, REPLY_FAISS))

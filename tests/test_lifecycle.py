@@ -186,7 +186,7 @@ def test_kill_minus_9_during_builds_and_updates(tmp_path):
     assert workspaces(index) == set()  # interrupted writers' workspaces are removed by the next writer
 
 
-@pytest.mark.parametrize("name", ["consultations.sqlite", "question_vectors.npy", "reply_offsets.npy", "question.faiss",
+@pytest.mark.parametrize("name", ["consultations.sqlite", "reply_offsets.npy", "question.faiss", "reply.faiss",
                                   "bm25_question/data.csc.index.npy", "bm25_reply/vocab.index.json"])
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_damaged_files_are_named(tmp_path, encoder, name, damage, capsys):
@@ -213,7 +213,7 @@ def test_opening_checksums_only_files_written_since_the_build(tmp_path, encoder,
     from search.cli import main
 
     build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
-    path = generations.current(tmp_path / "idx") / "question_vectors.npy"
+    path = generations.current(tmp_path / "idx") / "question.faiss"
     with monkeypatch.context() as patched:
         patched.setattr(manifest_module, "sha256_of", lambda p: pytest.fail(f"open read {p} for its checksum"))
         Searcher.open(tmp_path / "idx")
@@ -223,10 +223,32 @@ def test_opening_checksums_only_files_written_since_the_build(tmp_path, encoder,
     path.write_bytes(data)
     os.utime(path, ns=(stamp, stamp))
     assert len(Searcher.open(tmp_path / "idx")) == 9  # not seen: the file looks untouched
-    with pytest.raises(IndexFormatError, match="question_vectors.npy: checksum differs"):
+    with pytest.raises(IndexFormatError, match="question.faiss: checksum differs"):
         Searcher.open(tmp_path / "idx", verify=True)
     assert main(["verify", "--index", str(tmp_path / "idx")]) == 1
-    assert "question_vectors.npy: checksum differs" in capsys.readouterr().err
+    assert "question.faiss: checksum differs" in capsys.readouterr().err
+
+
+def test_a_generation_with_the_vector_copies_older_builds_wrote_still_opens(tmp_path, encoder):
+    """Generations written before the vectors lived in the FAISS indexes alone also hold
+    question_vectors.npy and reply_vectors.npy: they open, verify and take updates."""
+    import numpy as np
+
+    from index.manifest import Manifest
+
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
+    before = [h.id for h in Searcher.open(tmp_path / "idx").search("chest pain", k=5)]
+    generation = generations.current(tmp_path / "idx")
+    assert not (generation / "question_vectors.npy").exists() and not (generation / "reply_vectors.npy").exists()
+    searcher = Searcher.open(tmp_path / "idx")
+    shard = searcher.shards[0]
+    np.save(generation / "question_vectors.npy", np.asarray(shard.question_vectors), allow_pickle=False)
+    np.save(generation / "reply_vectors.npy", np.asarray(shard.reply_vectors), allow_pickle=False)
+    Manifest.read(generation).write(generation)
+    assert "question_vectors.npy" in Manifest.read(generation).files
+    assert [h.id for h in Searcher.open(tmp_path / "idx", verify=True).search("chest pain", k=5)] == before
+    update_index(tmp_path / "idx", upserts=EXTRA[:1], config=config())
+    assert len(Searcher.open(tmp_path / "idx")) == len(searcher) + 1
 
 
 def test_damaged_manifest_and_pointer(tmp_path, encoder):

@@ -190,11 +190,11 @@ def test_a_damaged_missing_or_foreign_shard_is_refused(tmp_path, corpus, encoder
     assert main(["verify", "--index", str(directory)]) == 0
     assert "shard-001" in capsys.readouterr().out
     shard = generations.current(directory / "shard-001")
-    vectors = shard / "question_vectors.npy"
+    vectors = shard / "question.faiss"
     data = bytearray(vectors.read_bytes())
     data[-1] ^= 0xFF
     vectors.write_bytes(bytes(data))
-    with pytest.raises(IndexFormatError, match="shard-001.*question_vectors.npy: checksum differs"):
+    with pytest.raises(IndexFormatError, match="shard-001.*question.faiss: checksum differs"):
         Searcher.open(directory)
     assert main(["verify", "--index", str(directory)]) == 1
     other = tmp_path / "other"
@@ -337,7 +337,6 @@ def test_precomputed_vectors_are_checked_and_need_no_embedding(tmp_path, corpus,
 def test_a_compressed_index_ranks_close_to_the_exact_one_and_takes_updates(tmp_path, corpus, single, encoder):
     directory = tmp_path / "sq8"
     build_index(corpus, directory, config(vector_index="hnsw-sq8", shards=2), encoder=encoder)
-    assert not list(directory.glob("shard-*/gen-*/question_vectors.npy"))  # the index holds them
     one, small = Searcher.open(single), Searcher.open(directory)
     for query in QUERIES:
         exact, compressed = [h.id for h in one.search(query)], [h.id for h in small.search(query)]

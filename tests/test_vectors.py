@@ -1,6 +1,7 @@
 """FAISS wrappers: exact and HNSW search, filters, and the exact path for small filtered sets."""
 
 import numpy as np
+import pytest
 
 from index import vectors
 
@@ -36,6 +37,22 @@ def test_filters_exact_on_small_sets_and_never_return_excluded_rows():
         _, rows = vectors.search(vectors.build(data, kind), data, query, 40, allowed)
         assert rows.tolist() == expected.tolist()  # all 30, in exact order
     assert len(vectors.search(vectors.build(data[:0], "flat"), data[:0], query, 5)[1]) == 0
+
+
+def test_flat_and_hnsw_indexes_give_their_own_vectors_read_only_for_as_long_as_they_are_used(tmp_path):
+    import gc
+
+    data = unit_vectors(3000, d=64)
+    for kind in ("flat", "hnsw"):
+        vectors.save(vectors.build(data, kind), tmp_path / f"{kind}.faiss")
+        stored = vectors.stored(vectors.load(tmp_path / f"{kind}.faiss"))
+        gc.collect()  # the index is referenced by the array alone now
+        np.testing.assert_array_equal(stored, data)
+        assert stored.dtype == np.float32 and not stored.flags.writeable
+        with pytest.raises(ValueError):
+            stored[0, 0] = 1.0
+    assert vectors.stored(vectors.build(data[:0], "flat")).shape == (0, 64)
+    assert isinstance(vectors.stored(vectors.build(data, vectors.COMPRESSED)), vectors.QuantizedVectors)
 
 
 def test_the_compressed_kind_keeps_its_vectors_in_the_index(tmp_path):
