@@ -189,8 +189,11 @@ def inner_products(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray | No
     encoder's: on 2 cores the default Related FAQ (32,169 name vectors) took 31.7 ms p50 that
     way and 18.1 ms this way (benchmarks/README.md, "Related FAQ"), and the next query's
     encoding after an exact filtered search of 15,000 rows took 10.9 ms instead of 6.5. A row's
-    value is the same bits whatever rows come with it (tests/test_vectors.py).
+    value is the same bits whatever rows come with it (tests/test_vectors.py). A compressed
+    index's vectors (`QuantizedVectors`) are decoded for `rows` alone, not whole.
     """
+    if rows is not None and isinstance(vectors, QuantizedVectors):
+        vectors, rows = vectors[np.asarray(rows, dtype=np.int64)], None
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # as stored: no copy
     query = np.ascontiguousarray(query, dtype=np.float32)
     d = len(query)

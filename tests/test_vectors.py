@@ -68,6 +68,13 @@ def test_the_compressed_kind_keeps_its_vectors_in_the_index(tmp_path):
     expected = np.argsort(-(data @ data[7]))[:10]
     _, rows = vectors.search(index, stored, data[7], 10)
     assert rows[0] == 7 and len(set(rows) & set(expected)) >= 9
+    allowed = np.zeros(3000, dtype=bool)
+    allowed[::100] = True  # a filter's few rows are searched exactly, decoding those rows only
+    whole = np.asarray(stored)
+    stored.__array__ = lambda *args, **kwargs: pytest.fail("every row decoded for a filtered search")
+    scores, rows = vectors.search(index, stored, data[7], 10, allowed)
+    assert rows.tolist() == np.flatnonzero(allowed)[np.argsort(-(whole[allowed] @ data[7]), kind="stable")[:10]].tolist()
+    assert (scores == vectors.inner_products(whole, data[7], rows)).all()
     assert vectors.parameters(vectors.COMPRESSED, 3000)["kind"] == "hnsw-sq8"
     assert vectors.choose_kind(10**7) == "hnsw"  # never chosen by "auto"
 
