@@ -10,6 +10,7 @@ manifest checks them) and the copies go unread.
 
     consultations.sqlite   the document store (index/store.py), with its memory-mapped columns
     ids.npy, ids_sorted.npy, ids_sorted_rows.npy, question_hashes.npy
+    filters/               the columns filters compare, dictionary-encoded (index/filter_columns.py)
     bm25_question/         bm25s directory: title + question
     bm25_reply/            bm25s directory: reply + more info
     reply_offsets.npy      passages of row i are offsets[i]:offsets[i + 1]

@@ -4,7 +4,8 @@ Row numbers are the local positions used by BM25 and FAISS; `id` is the global i
 results, so an index can be one shard of many. Each consultation is stored as JSON (no pickle).
 What every query needs of every row lives beside it in .npy files, memory-mapped on open so that
 opening does not grow with the collection: the ids in row order, the ids sorted with their rows
-(an id's row by binary search), and the question hashes (duplicates).
+(an id's row by binary search), the question hashes (duplicates), and the columns filters
+compare (index/filter_columns.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from index.consultation import Consultation, iso_date, normalize_space
 from index.errors import IndexFormatError
+from index.filter_columns import FILTERS, FilterColumns
 
 SCHEMA = """
 CREATE TABLE consultations (
@@ -49,6 +51,9 @@ def write_store(path: Path, consultations: list[Consultation]) -> None:
     np.save(path.with_name(SORTED_ROWS), order.astype(np.int64), allow_pickle=False)
     np.save(path.with_name(QUESTION_HASHES), np.array([question_hash(c.question) for c in consultations], dtype=np.int64),
             allow_pickle=False)
+    FilterColumns.encode([c.department for c in consultations], [c.doctor for c in consultations],
+                         [iso_date(c.ask_date) for c in consultations],
+                         [source_file(c.source) for c in consultations]).write(path.with_name(FILTERS))
     with sqlite3.connect(path) as db:
         db.execute(SCHEMA)
         db.executemany(
@@ -104,6 +109,7 @@ class DocumentStore:
     def __init__(self, path: Path) -> None:
         if not path.is_file():
             raise IndexFormatError(f"{path}: document store missing")
+        self.path = path
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._lock = threading.Lock()  # one connection shared by request threads
         try:
@@ -118,13 +124,21 @@ class DocumentStore:
         if not len(self.ids) == len(self.question_hashes) == len(self.rows):
             raise IndexFormatError(f"{path.parent}: the store's columns disagree on the number of consultations; rebuild the index")
 
-    def filter_columns(self) -> tuple[list[str], list[str], list[str], list[str]]:
-        """Department, doctor, ask date (ISO, "" where unknown) and source file of every row, in
-        row order: what filters match (search/filters.py). Read when first needed, not on open:
-        at 1M consultations they are 2 of the store's 3 seconds of start-up."""
-        with self._lock:
-            rows = self.db.execute("SELECT department, doctor, ask_date, source_file FROM consultations ORDER BY row").fetchall()
-        return tuple([r[i] for r in rows] for i in range(4))
+    def filter_columns(self) -> FilterColumns:
+        """The columns filters compare, memory-mapped; a store written before they were saved
+        beside it has them encoded from its rows (a few seconds at 1M consultations)."""
+        directory = self.path.with_name(FILTERS)
+        if not directory.is_dir():
+            with self._lock:
+                rows = self.db.execute("SELECT department, doctor, ask_date, source_file FROM consultations ORDER BY row").fetchall()
+            return FilterColumns.encode(*([r[i] for r in rows] for i in range(4)))
+        try:
+            columns = FilterColumns.open(directory)
+        except (OSError, ValueError) as error:
+            raise IndexFormatError(f"{directory}: the filter columns are unreadable ({error}); rebuild the index") from None
+        if len(columns) != len(self):
+            raise IndexFormatError(f"{directory}: filter columns for {len(columns)} consultations, the store holds {len(self)}; rebuild the index")
+        return columns
 
     def __len__(self) -> int:
         return len(self.ids)

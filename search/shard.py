@@ -42,9 +42,10 @@ from index.bm25 import Scores
 from index.consultation import Consultation
 from index.embed import threads
 from index.errors import SimqaError
+from index.filter_columns import FilterColumns
 from index.segment import Segment
 from index.text import tokenize
-from search.filters import FilterColumns, Filters
+from search.filters import Filters
 from search.fusion import DENSE, SIGNALS
 
 # similar() leaves out the consultation's duplicates: the same question body (reposts), or
@@ -214,9 +215,8 @@ class Shard:
 
     @cached_property
     def filters(self) -> FilterColumns:
-        """The rows as filters see them, folded on the first filtered query, not at start-up
-        (two threads doing it at once would only do it twice)."""
-        return FilterColumns.of(*self.store.filter_columns())
+        """The rows as filters see them (index/filter_columns.py), mapped on the first filtered query."""
+        return self.store.filter_columns()
 
     def stored_query(self, row: int, consultation: Consultation | None = None) -> Query:
         """A query made of a stored consultation: its tokens, question vector, mean reply vector;
@@ -264,7 +264,7 @@ class Shard:
         `share` proposes them (shard_limit); `found` holds the units of vector signals searched
         already (batches without filters). The vector searches start now; the rest runs when the
         returned function is called, so a sharded index starts every shard's searches first."""
-        allowed = self.filters.mask(filters) if filters else None
+        allowed = filters.mask(self.filters) if filters else None
         depth += 1 if query.exclude is not None else 0  # the query itself is among its own top
         limits = {signal: _limit(signal, depth) for signal in signals}
         asked = {signal: shard_limit(limit, share) for signal, limit in limits.items()}

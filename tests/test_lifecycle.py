@@ -187,7 +187,7 @@ def test_kill_minus_9_during_builds_and_updates(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["consultations.sqlite", "reply_offsets.npy", "question.faiss", "reply.faiss",
-                                  "bm25_question/data.csc.index.npy", "bm25_reply/vocab.index.json"])
+                                  "bm25_question/data.csc.index.npy", "bm25_reply/vocab.index.json", "filters/codes.npy"])
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_damaged_files_are_named(tmp_path, encoder, name, damage, capsys):
     from search.cli import main

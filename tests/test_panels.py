@@ -5,14 +5,18 @@ Python API, the CLI and the HTTP API."""
 from __future__ import annotations
 
 import itertools
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from index import BuildConfig, build_index
+from index import BuildConfig, build_index, generations
 from index.consultation import Consultation, normalize_space
+from index.filter_columns import FILTERS
+from index.manifest import Manifest
 from search import Searcher
 from search.cli import main
 from search.filters import FilterError
@@ -86,6 +90,21 @@ def test_filters_fill_the_panel_from_a_one_percent_slice(searcher):
     assert sorted(h.id for h in searcher.search("ankle", k=10, doctor="Rare Doctor", since="2009-03-02")) == ["c107", "c207"]
     orthopedics = searcher.search("swelling in my wrist", k=10, department="orthopedics")
     assert len(orthopedics) == 10 and {h.department for h in orthopedics} == {"Orthopedics"}
+
+
+def test_an_index_written_before_the_filter_columns_filters_alike(searcher, index, tmp_path):
+    """A generation without filters/ (written before they were saved) has them encoded from its store."""
+    copy = tmp_path / "older"
+    shutil.copytree(index, copy)
+    generation = generations.current(copy)
+    shutil.rmtree(generation / FILTERS)
+    Manifest.read(generation).write(generation)
+    older = Searcher.open(copy, verify=True)
+    assert not isinstance(older.shards[0].filters.codes, np.memmap)
+    for filters in ({"doctor": "Dr. Rare Doctor"}, {"since": "2009-01-01", "until": "2009-12-31"}, {"source": "rare.jsonl"},
+                    {"department": "orthopedics"}, {"doctor": "Nobody"}):
+        assert [h.id for h in older.search("pain in my knee", k=10, **filters)] == \
+            [h.id for h in searcher.search("pain in my knee", k=10, **filters)]
 
 
 def test_a_filter_matching_nothing_is_an_empty_panel(searcher, index, capsys):
