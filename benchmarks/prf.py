@@ -26,10 +26,11 @@ import numpy as np
 
 from benchmarks.fit_fusion import RESULTS, Pools, index_of, load_pools, measures, objective, pool_parser
 from benchmarks.suite import BENCHMARKS
+from index.vectors import inner_products
 from search.bench import read_qrels, read_queries
 from search.fusion import DENSE, MODES, fuse, proposed
 from search.searcher import Searcher
-from search.shard import Query, dots
+from search.shard import Query
 
 TOPS = (3, 5, 10)  # m: how many of the first ranking's top feed back
 BETAS = (0.25, 0.5, 1.0)  # the feedback's weight against the query vector's 1
@@ -48,7 +49,7 @@ class Feedback:
             vectors = searcher.query_encoder().embed([queries[q] for q in pools.qids])
             self.queries = [Query([], v, v) for v in vectors]
         for rows, query, scores in zip(self.rows[:20], self.queries, pools.scores):  # the pools' cosines are these vectors'
-            assert np.allclose(dots(self.shard.question_vectors[rows], query.question_vector), scores["dense_question"], atol=1e-4)
+            assert np.allclose(inner_products(self.shard.question_vectors, query.question_vector, rows), scores["dense_question"], atol=1e-4)
 
     def run(self, top: int | None, beta: float) -> dict[str, list[tuple[str, float]]]:
         """The default's ranking after feedback from its own top `top` (None: no feedback)."""
@@ -70,7 +71,7 @@ class Feedback:
         out = {}
         for signal in DENSE & set(self.fusion.active):
             if signal == "dense_question":
-                out[signal] = dots(self.shard.question_vectors[rows], _unit(query.question_vector + beta * shift))
+                out[signal] = inner_products(self.shard.question_vectors, _unit(query.question_vector + beta * shift), rows)
             else:
                 out[signal] = self.shard.reply_scores(rows, _unit(query.reply_vector + beta * shift))
         return out

@@ -27,13 +27,14 @@ from index.embed import Encoder, model_fingerprint, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.text import tokenize
+from index.topics import StoredTopics
+from index.vectors import inner_products
 from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain, fuse
 from search.filters import Filters
 from search.query_vectors import QUERY_VECTORS, QueryVectors
-from search.shard import DUPLICATE_COSINE, Candidates, Clock, Proposals, Query, Shard, dots
+from search.shard import DUPLICATE_COSINE, Candidates, Clock, Proposals, Query, Shard
 from search.snippets import excerpt, matched_terms
 from search.topics import SIGNALS as TOPIC_SIGNALS, VOTERS, TopicFinder, TopicHit
-from index.topics import StoredTopics
 
 # The model runs on ONNX Runtime for queries (index/onnx_runner.py); SIMQA_QUERY_BACKEND=torch
 # keeps it on torch.
@@ -416,7 +417,7 @@ class Searcher:
         for start in range(0, len(ranked), 4 * k):
             chunk_hashes, chunk_vectors = self._question_keys(ranked[start:start + 4 * k])
             for at, question_hash in enumerate(chunk_hashes.tolist()):
-                if question_hash in hashes or (picked and dots(vectors[:len(picked)], chunk_vectors[at]).max() >= DUPLICATE_COSINE):
+                if question_hash in hashes or (picked and inner_products(vectors[:len(picked)], chunk_vectors[at]).max() >= DUPLICATE_COSINE):
                     continue
                 vectors[len(picked)] = chunk_vectors[at]
                 picked.append(start + at)
