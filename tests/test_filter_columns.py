@@ -49,3 +49,13 @@ def test_no_rows(tmp_path):
     FilterColumns.encode([], [], [], []).write(tmp_path / "filters")
     opened = FilterColumns.open(tmp_path / "filters")
     assert len(opened) == 0 and rows(opened.allowed(department="Neurology", since="2015-01-01")) == []
+
+
+def test_values_beyond_ascii_match_as_typed(tmp_path):
+    FilterColumns.encode(["Neurología", "神经内科", "Neurolog"], ["Dr. Müller", "Dr. 高春德", "Dr. Muller"], ["", "", ""],
+                         ["/páginas/ä.html", "/p/b.html", "/p/c.html"]).write(tmp_path / "filters")
+    columns = FilterColumns.open(tmp_path / "filters")
+    assert rows(columns.allowed(department="NEUROLOGÍA")) == [0]
+    assert rows(columns.allowed(department="神经内科")) == [1]
+    assert rows(columns.allowed(doctor="müller")) == [0] and rows(columns.allowed(doctor="高春德")) == [1]
+    assert rows(columns.allowed(source="ä.html")) == [0]
