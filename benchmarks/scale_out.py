@@ -103,8 +103,7 @@ def compression(corpus: list, settings: dict, qrels: dict, exact: Searcher, hnsw
     texts = [t for queries in settings.values() for t in queries.values()]
     truth = [{h.id for h in exact.search(t, mode="dense")} for t in texts]
     for name, searcher in (("hnsw", hnsw), ("hnsw-sq8", compressed)):
-        files = {p.name: p.stat().st_size for p in searcher.generation.iterdir() if p.suffix in (".faiss", ".npy")
-                 and p.name != "reply_offsets.npy"}
+        files = {p.name: p.stat().st_size for p in searcher.generation.iterdir() if p.suffix == ".faiss"}
         vectors = searcher.manifest.counts["consultations"] + searcher.manifest.counts["reply_passages"]
         found = [{h.id for h in searcher.search(t, mode="dense")} for t in texts]
         out[name] = {
@@ -181,7 +180,7 @@ def report(results: dict) -> str:
     if "compression" in results:
         c = results["compression"]
         lines += ["", "## Compressed vectors (single index)", "",
-                  f"hnsw-sq8 keeps {c['reduction']}x fewer vector bytes than hnsw (FAISS files and float32 copies).", "",
+                  f"hnsw-sq8 keeps {c['reduction']}x fewer vector bytes than hnsw (their FAISS files, which hold the vectors and graphs).", "",
                   "| kind | bytes a vector | dense recall@10 vs exact | nDCG@10 original | nDCG@10 summary | MRR@10 original | MRR@10 summary |",
                   "|---|---|---|---|---|---|---|"]
         for kind in ("hnsw", "hnsw-sq8"):
@@ -206,7 +205,7 @@ SHARD_RAM = 20 * 2**30  # what a shard may take of a 24 GiB machine like ours, l
 PASSAGES_PER_CONSULTATION = 0.93  # MedQuAD's average (the synthetic 1M corpus has 1)
 
 
-def capacity(embedding: dict, scale_dir: Path) -> str:
+def capacity(embedding: dict, scale_dir: Path, cpu: str) -> str:
     """The README's capacity table: from per-core embedding rates measured here and peak RSS per
     consultation at 1M synthetic consultations (benchmarks/speed.py scale, default and hnsw-sq8)."""
     seconds = 1 / embedding["in_process_questions_per_core"] + PASSAGES_PER_CONSULTATION / embedding["in_process_passages_per_core"]
@@ -224,8 +223,8 @@ def capacity(embedding: dict, scale_dir: Path) -> str:
             rows.append(f"| {n:,} | {kind} | {per / 1024:.1f} KiB | {shards} | {n * per / shards / 2**30:.1f} GiB | {hours:,.0f} | "
                         f"{hours / (2 * shards):,.0f} |")
     return (f"Embedding at {embedding['in_process_questions_per_core']} questions and {embedding['in_process_passages_per_core']} "
-            f"reply passages a second per core (fp32, this CPU), {PASSAGES_PER_CONSULTATION} passages a consultation; "
-            "RAM a consultation: peak RSS of 1M synthetic consultations / 1M.\n\n" + "\n".join(rows) + "\n")
+            f"reply passages a second per core (fp32, {cpu}), {PASSAGES_PER_CONSULTATION} passages a consultation; "
+            "RAM a consultation: peak RSS of 1M synthetic consultations / 1M (the CPU of `scale.json`'s run).\n\n" + "\n".join(rows) + "\n")
 
 
 def main() -> None:
@@ -235,8 +234,9 @@ def main() -> None:
     parser.add_argument("--capacity", action="store_true", help="only rewrite capacity.md from results.json and the scale results")
     args = parser.parse_args()
     if args.capacity:
-        embedding_ = json.loads((args.out / "results.json").read_text())["embedding"]
-        (args.out / "capacity.md").write_text(capacity(embedding_, Path("benchmarks/results/speed")), encoding="utf-8")
+        measured = json.loads((args.out / "results.json").read_text())
+        (args.out / "capacity.md").write_text(capacity(measured["embedding"], Path("benchmarks/results/speed"), measured["cpu"]),
+                                              encoding="utf-8")
         print((args.out / "capacity.md").read_text())
         return
     corpus = read_sources([SUITE / "corpus.jsonl"]).consultations
@@ -262,7 +262,8 @@ def main() -> None:
     (args.out / "results.md").write_text(report(results), encoding="utf-8")
     print(report(results))
     if "embedding" in results:
-        (args.out / "capacity.md").write_text(capacity(results["embedding"], Path("benchmarks/results/speed")), encoding="utf-8")
+        (args.out / "capacity.md").write_text(capacity(results["embedding"], Path("benchmarks/results/speed"), results["cpu"]),
+                                              encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -374,12 +374,21 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
             **{k: ms(v)["p50"] for k, v in times.items()}}
 
 
+# Widest vector instructions first: what MiniLM's fp32 and bf16 passes, FAISS and numpy run on.
+SIMD_LEVELS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 with bf16"), ("avx512f", "AVX-512"), ("avx2", "AVX2 only"))
+
+
 def cpu_name() -> str:
-    """The CPU's model name, from /proc/cpuinfo: speed results depend on it."""
+    """The CPU's model name and widest vector instructions, from /proc/cpuinfo: speed results
+    depend on both, and one model name ("AMD EPYC") covers machines with and without AVX-512."""
+    name, flags = "unknown", set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+        if line.startswith("model name") and name == "unknown":
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    level = next((label for flag, label in SIMD_LEVELS if flag in flags), None)
+    return f"{name} ({level})" if level else name
 
 
 def bm25_peer(consultations: list[Consultation]) -> dict:

@@ -38,7 +38,6 @@ import faiss
 import numpy as np
 
 from index import vectors
-from index.vectors import inner_products
 from index.bm25 import Scores
 from index.consultation import Consultation
 from index.embed import threads
@@ -46,6 +45,7 @@ from index.errors import SimqaError
 from index.filter_columns import FilterColumns
 from index.segment import Segment
 from index.text import tokenize
+from index.vectors import inner_products
 from search.filters import Filters
 from search.fusion import DENSE, SIGNALS
 
