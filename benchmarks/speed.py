@@ -5,6 +5,7 @@
     python -m benchmarks.speed queries    # another machine: query latency against txtai, encoders (no cold builds)
     python -m benchmarks.speed overlap    # the query path after its encoding, stages side by side against in turn
     python -m benchmarks.speed bm25-top   # BM25's stage at 1M synthetic consultations, top rows sampled or not
+    python -m benchmarks.speed compressed-recall  # the hnsw-sq8 question graph at 1M: recall and search time by efSearch
     python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
 
 Each section writes JSON to benchmarks/results/speed/; `make bench-speed` runs all three.
@@ -376,6 +377,31 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
 
 # Widest vector instructions first: what MiniLM's fp32 and bf16 passes, FAISS and numpy run on.
 SIMD_LEVELS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 with bf16"), ("avx512f", "AVX-512"), ("avx2", "AVX2 only"))
+
+
+def section_compressed_recall(n: int = 1_000_000, queries: int = 100) -> dict:
+    """The compressed kind's question graph at n synthetic vectors (MedQuAD's resampled with
+    noise, as `section_scale`): recall@10 against exact search over the decoded codes (as
+    `phase_recall`) and one search's p50 on one thread, by efSearch."""
+    import faiss
+
+    from index import vectors
+
+    pool_searcher = Searcher.open(MEDQUAD_INDEX)
+    shard = pool_searcher.shards[0]
+    pool = np.concatenate([np.asarray(shard.question_vectors), np.asarray(shard.reply_vectors)])
+    data = SyntheticEncoder(pool, Encoder()).embed(["x"] * n)
+    query_vectors = np.stack([pool_searcher.embed(t) for t in list(load_queries("summary").values())[:queries]])
+    index, build_seconds = timed(vectors.build, data, vectors.COMPRESSED, 2)
+    decoded = np.asarray(vectors.stored(index))
+    exact = np.argpartition(-(decoded @ query_vectors.T), 10, axis=0)[:10].T
+    faiss.omp_set_num_threads(1)
+    out = {"cpu": cpu_name(), "vectors": n, "M": vectors.COMPRESSED_M, "build_seconds": round(build_seconds), "ef_search": {}}
+    for ef in (128, 192, 256, 384):
+        found = [timed(index.search, v.reshape(1, -1), 10, params=faiss.SearchParametersHNSW(efSearch=ef)) for v in query_vectors]
+        out["ef_search"][ef] = {"recall_at_10": round(float(np.mean([len(set(rows[0]) & set(e)) / 10 for ((_, rows), _), e in zip(found, exact)])), 4),
+                                "search_p50_ms": ms([seconds for _, seconds in found])["p50"]}
+    return out
 
 
 def cpu_name() -> str:
@@ -759,7 +785,8 @@ def plot_scale(scale: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "bm25-top", "report", "_queries", "_txtai", "_recall"))
+    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "bm25-top", "compressed-recall", "report",
+                                            "_queries", "_txtai", "_recall"))
     parser.add_argument("target", nargs="?")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--vector-index", default="auto", help="scale: the vector index kind (results in scale-KIND.json but for auto)")
@@ -782,6 +809,8 @@ def main() -> None:
             (RESULTS / "queries.json").write_text(json.dumps(section_queries(), indent=2) + "\n")
         elif args.section == "bm25-top":
             (RESULTS / "bm25-top.json").write_text(json.dumps(section_bm25_top(), indent=2) + "\n")
+        elif args.section == "compressed-recall":
+            (RESULTS / "compressed-recall.json").write_text(json.dumps(section_compressed_recall(), indent=2) + "\n")
         elif args.section == "overlap":
             (RESULTS / "overlap.json").write_text(json.dumps(section_overlap(), indent=2) + "\n")
         elif args.section == "scale":

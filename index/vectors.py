@@ -7,7 +7,7 @@ Exact search (IndexFlatIP) below HNSW_MIN vectors, HNSW from there on. Measured 
 efConstruction falls as the graph grows: at 1M synthetic vectors 100 gave 0.953, 200 gave
 0.967 and 0.983 in two runs (benchmarks/README.md). So graphs up to BIG_GRAPH vectors use 100
 (builds of a typical site's index take half the time), larger ones 200.
-A shard of N searches its graph with efSearch HNSW_EF_SEARCH / N (FAISS takes at least k): it is
+A shard of N searches its graph with its built efSearch / N (FAISS takes at least k): it is
 asked for about 1/N of the collection's top (search/shard.py, shard_limit), and at N = 4 on
 MedQuAD the union of the four shards' searches at ef = k finds as much of the exact top 100
 questions (recall 0.957) as one index's search at 128 (0.956); at 128 each shard searched twice as
@@ -23,8 +23,12 @@ rescoring stage took 1.38 ms p50 against 0.74 read from the index, and peak RSS 
 3.5 (AMD EPYC, one run, README "Speed").
 "hnsw-sq8" (chosen, never automatic) is the compressed option: HNSW over 8-bit scalar-quantised
 vectors (FAISS's IndexHNSWSQ, one byte a dimension instead of four), whose codes are decoded on
-access (`QuantizedVectors`). A vector then costs its 384 bytes of codes and its graph links
-instead of 1,536 bytes of float32 and links (benchmarks/results/scale-out/).
+access (`QuantizedVectors`), with 16 links a node instead of 32 (as Elasticsearch's int8_hnsw
+and Lucene default to) and a deeper search: once the vectors are a byte a dimension the links are
+the larger part left. On MedQuAD a node takes 528 bytes against the default kind's 1,808 (656
+with 32 links, 2.76x; benchmarks/results/scale-out/); at 1M synthetic question vectors 16 links
+found recall@10 0.931 at efSearch 128 (32 links: 0.975) and 0.968 at efSearch 256, in
+2.08 ms a search (one thread, AVX2; README, "Compressed vectors").
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import numpy as np
 
 HNSW_MIN = 20_000
 HNSW_M, HNSW_EF_SEARCH = 32, 128
+COMPRESSED_M, COMPRESSED_EF_SEARCH = 16, 256
 BIG_GRAPH = 200_000
 
 
@@ -66,10 +71,10 @@ def build(vectors: np.ndarray, kind: str, threads: int = 1) -> faiss.Index:
         if kind == "hnsw":
             index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         else:
-            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, COMPRESSED_M, faiss.METRIC_INNER_PRODUCT)
             index.train(vectors if len(vectors) else np.zeros((1, dimension), dtype=np.float32))
         index.hnsw.efConstruction = ef_construction(len(vectors))
-        index.hnsw.efSearch = HNSW_EF_SEARCH
+        index.hnsw.efSearch = COMPRESSED_EF_SEARCH if kind == COMPRESSED else HNSW_EF_SEARCH
     else:
         index = faiss.IndexFlatIP(dimension)
     if len(vectors):
@@ -129,7 +134,9 @@ class QuantizedVectors:
 def parameters(kind: str, n_vectors: int) -> dict:
     """What the manifest records of an index of n vectors."""
     if kind in ("hnsw", COMPRESSED):
-        return {"kind": kind, "M": HNSW_M, "efConstruction": ef_construction(n_vectors), "efSearch": HNSW_EF_SEARCH}
+        compressed = kind == COMPRESSED
+        return {"kind": kind, "M": COMPRESSED_M if compressed else HNSW_M, "efConstruction": ef_construction(n_vectors),
+                "efSearch": COMPRESSED_EF_SEARCH if compressed else HNSW_EF_SEARCH}
     return {"kind": "flat", "metric": "inner_product"}
 
 
@@ -141,9 +148,10 @@ def load(path: Path) -> faiss.Index:
     return faiss.read_index(str(path))
 
 
-def ef_search(share: int = 1) -> int:
-    """HNSW's search effort in a shard of `share` (the module docstring); FAISS searches with at least k."""
-    return max(1, HNSW_EF_SEARCH // max(share, 1))
+def ef_search(index: faiss.IndexHNSW, share: int = 1) -> int:
+    """An HNSW index's search effort in a shard of `share`: the effort it was built with (its file
+    keeps it) over `share` (the module docstring); FAISS searches with at least k."""
+    return max(1, index.hnsw.efSearch // max(share, 1))
 
 
 def search_parameters(index: faiss.Index, share: int = 1, allowed: np.ndarray | None = None) -> faiss.SearchParameters | None:
@@ -152,7 +160,7 @@ def search_parameters(index: faiss.Index, share: int = 1, allowed: np.ndarray | 
     hnsw = isinstance(index, faiss.IndexHNSW)
     if not hnsw and allowed is None:
         return None
-    params = faiss.SearchParametersHNSW(efSearch=ef_search(share)) if hnsw else faiss.SearchParameters()
+    params = faiss.SearchParametersHNSW(efSearch=ef_search(index, share)) if hnsw else faiss.SearchParameters()
     if allowed is not None:
         params.bitmap = np.packbits(allowed, bitorder="little")
         params.sel = faiss.IDSelectorBitmap(params.bitmap)

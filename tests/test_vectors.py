@@ -75,7 +75,8 @@ def test_the_compressed_kind_keeps_its_vectors_in_the_index(tmp_path):
     scores, rows = vectors.search(index, stored, data[7], 10, allowed)
     assert rows.tolist() == np.flatnonzero(allowed)[np.argsort(-(whole[allowed] @ data[7]), kind="stable")[:10]].tolist()
     assert (scores == vectors.inner_products(whole, data[7], rows)).all()
-    assert vectors.parameters(vectors.COMPRESSED, 3000)["kind"] == "hnsw-sq8"
+    assert vectors.parameters(vectors.COMPRESSED, 3000) | {"efConstruction": 0} == \
+        {"kind": "hnsw-sq8", "M": vectors.COMPRESSED_M, "efConstruction": 0, "efSearch": vectors.COMPRESSED_EF_SEARCH}
     assert vectors.choose_kind(10**7) == "hnsw"  # never chosen by "auto"
 
 
@@ -94,7 +95,9 @@ def test_a_shard_searches_its_graph_with_less_effort_and_one_index_with_the_buil
     assert quarter[1][0] == 11
     _, expected = index.search(query.reshape(1, -1), 10)  # the efSearch the index was built with
     assert whole[1].tolist() == expected[0].tolist()
-    assert vectors.ef_search(4) == vectors.HNSW_EF_SEARCH // 4 and vectors.ef_search(1) == vectors.HNSW_EF_SEARCH
+    assert vectors.ef_search(index, 4) == vectors.HNSW_EF_SEARCH // 4 and vectors.ef_search(index) == vectors.HNSW_EF_SEARCH
+    compressed = vectors.build(data, vectors.COMPRESSED)  # fewer links, searched deeper
+    assert compressed.hnsw.nb_neighbors(0) == 2 * vectors.COMPRESSED_M and vectors.ef_search(compressed) == vectors.COMPRESSED_EF_SEARCH
 
 
 def test_inner_products_on_this_thread_match_numpy_and_do_not_depend_on_the_rows_alongside():
