@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,10 +44,8 @@ class StringColumns:
     source_names: np.ndarray
 
     @classmethod
-    def read(cls, store: Path) -> "StringColumns":
-        with sqlite3.connect(store) as db:
-            rows = db.execute("SELECT department, doctor, ask_date, source_file FROM consultations ORDER BY row").fetchall()
-        departments, doctors, dates, files = ([r[i] for r in rows] for i in range(4))
+    def read(cls, store: DocumentStore) -> "StringColumns":
+        departments, doctors, dates, files = store.filter_fields()
         return cls(np.array([folded(d) for d in departments]), np.array([doctor_name(d) for d in doctors]), np.array(dates),
                    np.array(files), np.array([source_name(f) for f in files]))
 
@@ -88,8 +85,9 @@ def measure(n: int) -> dict:
     _, encode_seconds = timed(FilterColumns.encode, [c.department for c in consultations], [c.doctor for c in consultations],
                               [c.ask_date for c in consultations], [c.source for c in consultations])
     del consultations
-    mapped, open_seconds = timed(DocumentStore(directory / "consultations.sqlite").filter_columns)
-    strings, read_seconds = timed(StringColumns.read, directory / "consultations.sqlite")
+    store = DocumentStore(directory / "consultations.sqlite")
+    mapped, open_seconds = timed(store.filter_columns)
+    strings, read_seconds = timed(StringColumns.read, store)
     rng = np.random.default_rng(3)
     cases = {
         "department": [{"department": DEPARTMENTS[i].upper()} for i in rng.integers(0, len(DEPARTMENTS), 50)],

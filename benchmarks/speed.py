@@ -388,9 +388,7 @@ def section_compressed_recall(n: int = 1_000_000, queries: int = 100) -> dict:
     from index import vectors
 
     pool_searcher = Searcher.open(MEDQUAD_INDEX)
-    shard = pool_searcher.shards[0]
-    pool = np.concatenate([np.asarray(shard.question_vectors), np.asarray(shard.reply_vectors)])
-    data = SyntheticEncoder(pool, Encoder()).embed(["x"] * n)
+    data = SyntheticEncoder.of(pool_searcher).embed(["x"] * n)
     query_vectors = np.stack([pool_searcher.embed(t) for t in list(load_queries("summary").values())[:queries]])
     index, build_seconds = timed(vectors.build, data, vectors.COMPRESSED, 2)
     decoded = np.asarray(vectors.stored(index))
@@ -521,6 +519,12 @@ class SyntheticEncoder:
         self.name, self.fingerprint, self.dimension = real.name, real.fingerprint, real.dimension
         self.precision = "synthetic"
 
+    @classmethod
+    def of(cls, searcher: Searcher) -> "SyntheticEncoder":
+        """Resampling the question and reply-passage vectors of an index (one shard)."""
+        shard = searcher.shards[0]
+        return cls(np.concatenate([np.asarray(shard.question_vectors), np.asarray(shard.reply_vectors)]), Encoder())
+
     def embed(self, texts: list[str]) -> np.ndarray:
         picked = self.pool[self.rng.integers(0, len(self.pool), len(texts))]
         noisy = picked + self.rng.normal(0, 0.05, picked.shape).astype(np.float32)
@@ -553,9 +557,7 @@ def section_scale(sizes: list[int], consultations: list[Consultation], pool_inde
                   vector_index: str = "auto") -> dict:
     """Build and query synthetic corpora of the given sizes, words drawn from `consultations`,
     vectors resampled from the index at `pool_index`, vector indexes of the given kind."""
-    pool_searcher = Searcher.open(pool_index)
-    pool = np.concatenate([np.asarray(pool_searcher.shards[0].question_vectors), np.asarray(pool_searcher.shards[0].reply_vectors)])
-    synthetic = SyntheticEncoder(pool, Encoder())
+    synthetic = SyntheticEncoder.of(Searcher.open(pool_index))
     out = {}
     for n in sizes:
         corpus, generate = timed(synthetic_corpus, n, consultations)

@@ -129,9 +129,7 @@ class DocumentStore:
         beside it has them encoded from its rows (a few seconds at 1M consultations)."""
         directory = self.path.with_name(FILTERS)
         if not directory.is_dir():
-            with self._lock:
-                rows = self.db.execute("SELECT department, doctor, ask_date, source_file FROM consultations ORDER BY row").fetchall()
-            return FilterColumns.encode(*([r[i] for r in rows] for i in range(4)))
+            return FilterColumns.encode(*self.filter_fields())
         try:
             columns = FilterColumns.open(directory)
         except (OSError, ValueError) as error:
@@ -139,6 +137,13 @@ class DocumentStore:
         if len(columns) != len(self):
             raise IndexFormatError(f"{directory}: filter columns for {len(columns)} consultations, the store holds {len(self)}; rebuild the index")
         return columns
+
+    def filter_fields(self) -> tuple[list[str], list[str], list[str], list[str]]:
+        """Department, doctor, ask date (ISO, "" where unknown) and source file of every row, in
+        row order, as the store's columns hold them."""
+        with self._lock:
+            rows = self.db.execute("SELECT department, doctor, ask_date, source_file FROM consultations ORDER BY row").fetchall()
+        return tuple([r[i] for r in rows] for i in range(4))
 
     def __len__(self) -> int:
         return len(self.ids)
