@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 
-from index import generations, segment, topics, vector_files
+from index import generations, segment, topics, vector_files, vectors
 from index.bm25 import B, K1, METHOD, CollectionStats
 from index.consultation import Consultation
 from index.embed import BATCH_SIZE, Encoder, model_fingerprint, resolve_model, threads
@@ -184,7 +184,7 @@ def _content_digest(consultations: list[Consultation], config: BuildConfig, mode
     shard = None if config.shard is None else [config.shard.number, config.shard.shards, config.shard.stats_sha256, config.shard.vectors]
     held = None if listed is None else [listed[1], topics.digest(listed[0])]
     settings = [FORMAT_VERSION, TOKENIZER, model_fingerprint_, config.passage_words, config.max_passages, config.vector_index,
-                config.precision, shard, held]
+                config.precision, vectors.settings(), [K1, B, METHOD], shard, held]
     digest.update(json.dumps(settings).encode())
     for c in consultations:
         digest.update(json.dumps(c.to_dict(), ensure_ascii=False, sort_keys=True).encode("utf-8"))

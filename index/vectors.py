@@ -131,6 +131,12 @@ class QuantizedVectors:
         return decoded if dtype is None else decoded.astype(dtype)
 
 
+def settings() -> list[int]:
+    """Every constant that shapes a built vector index, for the build's content digest: a rebuild
+    of an unchanged corpus after one of them changed makes the index again."""
+    return [HNSW_MIN, HNSW_M, HNSW_EF_SEARCH, COMPRESSED_M, COMPRESSED_EF_SEARCH, BIG_GRAPH]
+
+
 def parameters(kind: str, n_vectors: int) -> dict:
     """What the manifest records of an index of n vectors."""
     if kind in ("hnsw", COMPRESSED):

@@ -303,3 +303,16 @@ def test_rebuilding_an_unchanged_corpus_writes_nothing(tmp_path, encoder):
     assert generations.current(tmp_path / "idx").name == "gen-00000001"
     build_index(seeds[:-1], tmp_path / "idx", config(), encoder=encoder)
     assert generations.current(tmp_path / "idx").name == "gen-00000002"
+
+
+def test_a_changed_vector_graph_setting_rebuilds_an_unchanged_corpus(tmp_path, encoder, monkeypatch):
+    """The HNSW link count is part of what a generation is made from: a new release that changes
+    it must not keep serving the old graph because the consultations did not change."""
+    from index import vectors
+
+    seeds = read_sources([SEEDS]).consultations
+    first = build_index(seeds, tmp_path / "idx", config(), encoder=encoder)
+    monkeypatch.setattr(vectors, "COMPRESSED_M", vectors.COMPRESSED_M * 2)
+    again = build_index(seeds, tmp_path / "idx", config(), encoder=encoder)
+    assert again.parameters["content_sha256"] != first.parameters["content_sha256"]
+    assert generations.current(tmp_path / "idx").name == "gen-00000002"
