@@ -26,8 +26,36 @@ _local = threading.local()  # PyStemmer objects are not thread-safe: one per thr
 
 def tokenize(text: str) -> list[str]:
     """Tokens of a text, as BM25 indexes and matches them."""
+    return _stemmer().stemWords(_words(text))
+
+
+def token_sets(texts: list[str]) -> list[set[str]]:
+    """Each text's distinct tokens, as set(tokenize(text)) has them, each distinct word of all
+    the texts stemmed once (a hit's shown text repeats its words, and hits share theirs)."""
+    words = [set(_words(text)) for text in texts]
+    vocabulary = list(set().union(*words))
+    stems = dict(zip(vocabulary, _stemmer().stemWords(vocabulary)))
+    return [{stems[w] for w in ws} for ws in words]
+
+
+def word_tokens(words: list[str]) -> dict[str, str]:
+    """The first token of each word as tokenize(word) makes it (a stop word has none and is left
+    out), the words stemmed in one call."""
+    firsts = {}
+    for word in words:
+        pieces = _words(word)
+        if pieces:
+            firsts[word] = pieces[0]
+    return dict(zip(firsts, _stemmer().stemWords(list(firsts.values()))))
+
+
+def _words(text: str) -> list[str]:
+    """The words of a text that are not stop words, NFKC-normalised and lower-cased, unstemmed."""
+    return [w for w in _WORD.findall(unicodedata.normalize("NFKC", text).lower()) if w not in _STOPWORDS]
+
+
+def _stemmer() -> Stemmer.Stemmer:
     stemmer = getattr(_local, "stemmer", None)
     if stemmer is None:
         stemmer = _local.stemmer = Stemmer.Stemmer("english")
-    words = _WORD.findall(unicodedata.normalize("NFKC", text).lower())
-    return stemmer.stemWords([w for w in words if w not in _STOPWORDS])
+    return stemmer

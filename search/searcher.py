@@ -416,14 +416,19 @@ class Searcher:
         vectors = np.zeros((k, self.manifest.dimension), dtype=np.float32)
         for start in range(0, len(ranked), 4 * k):
             chunk_hashes, chunk_vectors = self._question_keys(ranked[start:start + 4 * k])
+            # rows of this chunk too close to a picked one: a picked vector's cosines to the chunk, once
+            near = np.zeros(len(chunk_hashes), dtype=bool)
+            for vector in vectors[:len(picked)]:
+                near |= inner_products(chunk_vectors, vector) >= DUPLICATE_COSINE
             for at, question_hash in enumerate(chunk_hashes.tolist()):
-                if question_hash in hashes or (picked and inner_products(vectors[:len(picked)], chunk_vectors[at]).max() >= DUPLICATE_COSINE):
+                if question_hash in hashes or near[at]:
                     continue
                 vectors[len(picked)] = chunk_vectors[at]
                 picked.append(start + at)
                 hashes.add(question_hash)
                 if len(picked) == k:
                     return picked
+                near |= inner_products(chunk_vectors, chunk_vectors[at]) >= DUPLICATE_COSINE
         return picked
 
     def _question_keys(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

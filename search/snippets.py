@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from index.consultation import normalize_space
-from index.text import tokenize
+from index.text import token_sets, word_tokens
 
 EXCERPT_CHARS = 200
 ELLIPSIS = "..."
@@ -30,15 +30,7 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS, truncated: bool = False) -> s
 def matched_terms(query: str, texts: list[str]) -> list[list[str]]:
     """For each text, the words of the query (as typed, lower-cased) whose stems occur in it.
 
-    The query's words are stemmed once for all texts (one call per query, not per hit).
+    Each distinct word is stemmed once, the query's and all the texts' together in two calls.
     """
-    words: dict[str, str] = {}
-    for word in _WORD.findall(query.lower()):
-        stems = tokenize(word)
-        if stems and word not in words:
-            words[word] = stems[0]
-    found = []
-    for text in texts:
-        present = set(tokenize(text))
-        found.append([word for word, stem in words.items() if stem in present])
-    return found
+    words = word_tokens(list(dict.fromkeys(_WORD.findall(query.lower()))))
+    return [[word for word, stem in words.items() if stem in present] for present in token_sets(texts)]
