@@ -121,8 +121,22 @@ class Proposals:
         some signal, they proposed all they were asked and the cut would keep every one."""
         thresholds = _thresholds(shards)
         return [number for number, p in enumerate(shards)
-                if any(p.asked.get(signal, limit) < limit and len(p.units[signal][1]) >= p.asked[signal]
-                       and p.units[signal][1].min(initial=np.inf) >= thresholds[signal] for signal, limit in p.limits.items())]
+                if any(_short_of(p, signal, limit, thresholds[signal]) for signal, limit in p.limits.items())]
+
+
+def _short_of(p: Proposals, signal: str, limit: int, threshold: float) -> bool:
+    """Whether a shard's unproposed units of a signal may score at or above the collection's
+    threshold. BM25 ranks all of a shard's rows and proposes every row tied with its last, so
+    the rows it left out score below its lowest: only a lowest above the threshold leaves room
+    (MedQuAD's templated questions tie by the thousand on one common word, and a lowest equal to
+    the threshold asked a third of the 4-shard queries again). A vector search returns a fixed
+    number of units, so one tied with its last may lie beyond them: a lowest at the threshold counts."""
+    asked = p.asked.get(signal, limit)
+    scores = p.units[signal][1]
+    if asked >= limit or len(scores) < asked:
+        return False
+    lowest = scores.min(initial=np.inf)
+    return lowest >= threshold if signal in DENSE else lowest > threshold
 
 
 def _thresholds(shards: list[Proposals]) -> dict[str, float]:

@@ -26,6 +26,7 @@ from index.errors import IndexFormatError, ParseError, SimqaError
 from index.readers import read_sources
 from search import Searcher
 from search.cli import main
+from search.fusion import Fusion
 from tests.conftest import ROOT, SEEDS
 
 pytestmark = pytest.mark.skipif(not QRELS.is_file(), reason="../shared/datasets is not beside the project")
@@ -118,6 +119,29 @@ def test_shards_asked_for_too_little_are_asked_again_and_answer_as_one_index(tmp
     ids = [c.id for c in corpus[:10]]
     assert_same(answers(Searcher.open(single), ids), answers(Searcher.open(directory), ids))
     assert any(short)  # the searcher asked short shards again (a shard with fewer matches than asked is not short)
+
+
+def test_bm25_rows_tied_at_the_collection_threshold_do_not_make_a_shard_short(tmp_path, corpus, encoder, monkeypatch):
+    """A shard proposes every BM25 row tied with its last, so one whose lowest proposal equals
+    the collection's threshold holds no more of its top: 120 reposts of one question tie on its
+    words, each shard holds more of them than it is asked for, none is asked again, and the answers are one index's."""
+    import search.shard as shard
+
+    tied = [replace(corpus[i % len(corpus)], id=f"tied-{i}", title="Vertigo", question_title="",
+                    question="What are the symptoms of vertigo?") for i in range(120)]
+    collection = corpus + tied
+    build_index(collection, tmp_path / "one", config(), encoder=encoder)
+    directory = build_sharded(tmp_path / "sharded", collection, encoder, 3)
+    monkeypatch.setattr(shard, "SHARD_SIGMAS", 0)  # a shard of 3 is asked for 34 of the top 100
+    short = []
+    original = shard.Proposals.short
+    monkeypatch.setattr(shard.Proposals, "short", staticmethod(lambda proposals: short.append(original(proposals)) or short[-1]))
+    one, many = Searcher.open(tmp_path / "one"), Searcher.open(directory)
+    words = Fusion(weights={"bm25_question": 1.0})  # the question's words alone: the reposts' replies differ
+    for distinct in (True, False):
+        expected = [(h.id, h.score) for h in one.search("vertigo symptoms", fusion=words, distinct=distinct)]
+        assert_same([expected], [[(h.id, h.score) for h in many.search("vertigo symptoms", fusion=words, distinct=distinct)]])
+    assert short and not any(short)
 
 
 def test_bm25_scores_do_not_depend_on_the_shard_or_the_number_of_shards(tmp_path, corpus, single, encoder):
