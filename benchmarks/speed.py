@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.liveqa import load_qrels, load_queries, write_files
-from index import BuildConfig, build_index, generations, read_sources
+from index import BuildConfig, build_index, generations, read_sources, vectors
 from index.bm25 import FieldBM25
 from index.consultation import Consultation
 from index.embed import Encoder, native_bf16
@@ -85,6 +85,14 @@ def child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def faiss_files_seconds(generation: Path) -> dict[str, float]:
+    """Seconds to open a generation's two FAISS files as a search opens them (mapped) and read
+    whole (as before 2026-12-04, and as updates still read them), in this process one after the other."""
+    files = sorted(generation.glob("*.faiss"))
+    return {"mapped": round(sum(timed(vectors.load, f, mapped=True)[1] for f in files), 3),
+            "read": round(sum(timed(vectors.load, f)[1] for f in files), 3)}
+
+
 def qrels_dict() -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     for qid, doc, grade in load_qrels():
@@ -99,7 +107,8 @@ def phase_queries(index: str, relevance: bool) -> dict:
     """Latency per stage and end to end, batch throughput, nDCG@10, peak RSS and the seconds to
     open one index (in this fresh process: the files in the page cache, as after a build)."""
     searcher, opened = timed(Searcher.open, index, query_vectors=0)  # each query encoded: the rounds repeat texts
-    out: dict = {"index_mb": dir_mb(searcher.generation), "documents": len(searcher), "open_seconds": round(opened, 3)}
+    out: dict = {"index_mb": dir_mb(searcher.generation), "documents": len(searcher), "open_seconds": round(opened, 3),
+                 "faiss_files_seconds": faiss_files_seconds(searcher.generation)}
     searcher.search("warm up the model and the caches", k=10)
     for setting in ("summary", "original"):
         queries = load_queries(setting)
@@ -165,8 +174,6 @@ def phase_txtai(corpus: str, replies: bool, saved: str | None = None) -> dict:
 def phase_recall(index: str, queries: int = 100) -> dict:
     """recall@10 of the index's question vector search against exact search, real query vectors."""
     import faiss
-
-    from index import vectors
 
     searcher = Searcher.open(index)
     texts = list(load_queries("summary").values())[:queries]
@@ -385,8 +392,6 @@ def section_compressed_recall(n: int = 1_000_000, queries: int = 100) -> dict:
     `phase_recall`) and one search's p50 on one thread, by efSearch."""
     import faiss
 
-    from index import vectors
-
     pool_searcher = Searcher.open(MEDQUAD_INDEX)
     data = SyntheticEncoder.of(pool_searcher).embed(["x"] * n)
     query_vectors = np.stack([pool_searcher.embed(t) for t in list(load_queries("summary").values())[:queries]])
@@ -566,6 +571,7 @@ def section_scale(sizes: list[int], consultations: list[Consultation], pool_inde
         manifest, build = timed(build_index, corpus, directory, BuildConfig(progress=False, vector_index=vector_index), encoder=synthetic)
         del corpus
         out[str(n)] = {
+            "cpu": cpu_name(),
             "generate_seconds": round(generate, 1),
             "build_seconds": round(build, 1),
             "build_stages": manifest.parameters["build_seconds"],

@@ -124,8 +124,8 @@ def write(
 
 @dataclass
 class Segment:
-    """A generation's files, opened: the FAISS indexes read (their vectors read from their storage),
-    the store's columns and BM25 matrices memory-mapped."""
+    """A generation's files, opened for searching: the FAISS indexes (their vectors and links, read
+    in place from their storage), the store's columns and the BM25 matrices memory-mapped."""
 
     store: DocumentStore
     bm25_question: FieldBM25
@@ -141,7 +141,7 @@ class Segment:
         """Map a generation's files; IndexFormatError if their sizes disagree."""
         store = DocumentStore(generation / STORE)
         n = len(store)
-        question_index, reply_index = vectors.load(generation / QUESTION_FAISS), vectors.load(generation / REPLY_FAISS)
+        question_index, reply_index = (vectors.load(generation / name, mapped=True) for name in (QUESTION_FAISS, REPLY_FAISS))
         segment = cls(
             store=store,
             bm25_question=FieldBM25.load(generation / BM25_QUESTION, n),

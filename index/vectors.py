@@ -150,8 +150,13 @@ def save(index: faiss.Index, path: Path) -> None:
     faiss.write_index(index, str(path))
 
 
-def load(path: Path) -> faiss.Index:
-    return faiss.read_index(str(path))
+def load(path: Path, mapped: bool = False) -> faiss.Index:
+    """Read an index file; `mapped`: its vectors (and HNSW links) memory-mapped from the file
+    instead of copied into memory (FAISS's IO_FLAG_MMAP_IFC), for searching only. Opening then
+    costs a map, not a read of the whole file (1.8 GB of float32 vectors and links at 1M
+    consultations), and processes serving the same index share one copy in the page cache; a
+    row's first read costs a page fault instead."""
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mapped else 0)
 
 
 def ef_search(index: faiss.IndexHNSW, share: int = 1) -> int:
