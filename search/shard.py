@@ -128,8 +128,8 @@ def _short_of(p: Proposals, signal: str, limit: int, threshold: float) -> bool:
     """Whether a shard's unproposed units of a signal may score at or above the collection's
     threshold. BM25 ranks all of a shard's rows and proposes every row tied with its last, so
     the rows it left out score below its lowest: only a lowest above the threshold leaves room
-    (MedQuAD's templated questions tie by the thousand on one common word, and a lowest equal to
-    the threshold asked a third of the 4-shard queries again). A vector search returns a fixed
+    (MedQuAD's templated questions tie by the thousand on one common word: a lowest equal to the
+    threshold had 71 of 208 LiveQA questions ask a shard of 4 again for nothing). A vector search returns a fixed
     number of units, so one tied with its last may lie beyond them: a lowest at the threshold counts."""
     asked = p.asked.get(signal, limit)
     scores = p.units[signal][1]
