@@ -668,13 +668,17 @@ def report() -> str:
     if scale:
         lines += ["## Scale (synthetic corpora; vectors are MedQuAD vectors resampled with noise)", "",
                   "| consultations | build s | vector index | recall@10 | hybrid p50 | p95 | " + " | ".join(f"{s} p50" for s in STAGES)
-                  + " | peak RSS MB | disk MB |", "|---|---|---|---|---|---|" + "---|" * (len(STAGES) + 2)]
+                  + " | peak RSS MB | disk MB | open s | FAISS files mapped / read s | CPU |",
+                  "|---|---|---|---|---|---|" + "---|" * (len(STAGES) + 5)]
         for n, row in scale.items():
             q = row["queries"]["summary/hybrid"]
+            files = row["queries"].get("faiss_files_seconds")
             lines.append(f"| {int(n):,} | {row['build_seconds']} | {row['vector_index']['question']['kind']} | "
                          f"{row['recall']['recall_at_10']} | {q['end_to_end']['p50']} | {q['end_to_end']['p95']} | "
                          + " | ".join(str(q[s]["p50"]) for s in STAGES)
-                         + f" | {row['queries']['peak_rss_mb']} | {row['queries']['index_mb']} |")
+                         + f" | {row['queries']['peak_rss_mb']} | {row['queries']['index_mb']} | {row['queries']['open_seconds']} | "
+                         + (f"{files['mapped']} / {files['read']}" if files else "- (read)")
+                         + f" | {row.get('cpu', 'not recorded')} |")
         plot_scale(scale)
         lines += ["", "![latency against corpus size](scale.png)", ""]
     text = "\n".join(lines) + "\n"
