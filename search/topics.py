@@ -8,12 +8,14 @@
   part, and "syndrome" alone finds nothing; a topic scores its best name.
 - dense: the query vector's best cosine over the topic's name vectors (index/topics.py stores them).
 - votes: the Related FAQ topics of the nearest consultations, as Similar Q&A ranks them, the
-  consultation at rank r voting 1 / r (a stored consultation votes for its own topics first).
+  consultation at rank r voting 1 / r (a stored consultation votes for its own topics first);
+  a consultation without a list votes for the topics its title names best, as `names` scores
+  them (its focus: the issue's "their Related FAQ lists, or their focus").
 The default ranks by votes and adds the reciprocal ranks of names and dense (1 / (RRF_K + rank),
 RRF_K = 60 as Cormack et al. chose, each signal ranking only the topics it scores): at most
 2 / 61, less than one vote from rank 10, so the pages' own lists decide, the text's direct
-evidence orders topics voted alike and fills the list after them, and with no votes at all (an
-index whose consultations carry no Related FAQ lists) the fusion is RRF of names and dense.
+evidence orders topics voted alike and fills the list after them, and with no votes at all (no
+neighbour lists or names a topic) the fusion is RRF of names and dense.
 Nothing is fitted: votes alone were the strongest signal on the benchmark and RRF of the other
 two beat either of them (benchmarks/README.md, "Related FAQ").
 """
@@ -37,6 +39,7 @@ FUZZY_CHARS = 6  # shorter words match exactly only: at 5 letters one typo is an
 FUZZY_RATIO = 85.0  # rapidfuzz ratio, 0..100: 2 edits in 8+8 letters
 MIN_COVERAGE = 0.5  # of a name's IDF weight, for the name to count as found
 VOTERS = 10  # nearest consultations whose topics vote
+TIE_DECIMALS = 9  # name scores run 0..30: rounding noise is 1e-14
 RRF_K = 60
 
 
@@ -61,6 +64,7 @@ class TopicFinder:
     def __init__(self, stored: StoredTopics) -> None:
         self.topics = stored.topics
         self.vectors = stored.vectors
+        self._name_topic = stored.name_topic
         self._name_starts = np.flatnonzero(np.r_[True, np.diff(stored.name_topic) != 0]) if len(stored.name_topic) else np.zeros(0, int)
         # A consultation's Related FAQ entry names a topic by its name or a synonym; own names win.
         self._by_key = {topic_key(name): number for number, topic in enumerate(self.topics) for name in topic.synonyms}
@@ -73,12 +77,12 @@ class TopicFinder:
 
     def signals(self, text: str, vector: np.ndarray | None, voters: list[Consultation]) -> dict[str, np.ndarray]:
         """Each signal's score of every topic (NaN: nothing to say about it)."""
-        out = {"names": self._name_matcher().scores(tokenize(text), self._name_starts)}
+        out = {"names": self._name_matcher().scores(tokenize(text))}
         if vector is not None:
             out["dense"] = np.maximum.reduceat(inner_products(self.vectors, vector), self._name_starts)
         votes = np.zeros(len(self.topics))
         for rank, consultation in enumerate(voters, 1):
-            for number in {self._by_key.get(topic_key(entry.topic)) for entry in consultation.related_faq} - {None}:
+            for number in self._topics_of(consultation):
                 votes[number] += 1.0 / rank
         out["votes"] = votes
         return {signal: np.where(values > 0, values, np.nan) if signal != "dense" else values for signal, values in out.items()}
@@ -101,17 +105,26 @@ class TopicFinder:
                          {s: None if np.isnan(v[n]) else float(v[n]) for s, v in scores.items()})
                 for at, n in enumerate(order)]
 
+    def _topics_of(self, consultation: Consultation) -> set[int]:
+        """The topics a consultation votes for: those of its Related FAQ list, or without a list
+        the topics its title names best (its focus, as a site's page titles name one)."""
+        if consultation.related_faq:
+            return {self._by_key.get(topic_key(entry.topic)) for entry in consultation.related_faq} - {None}
+        named = self._name_matcher().scores(tokenize(consultation.title))
+        return set(np.flatnonzero(named == named.max()).tolist()) if len(named) and named.max() > 0 else set()
+
     def _name_matcher(self) -> "_NameMatcher":
         with self._lock:
             if self._names is None:
-                self._names = _NameMatcher(name_texts(self.topics))
+                self._names = _NameMatcher(name_texts(self.topics), self._name_topic, len(self.topics))
         return self._names
 
 
 class _NameMatcher:
-    """Topic names as a sparse matrix of their words' IDF weights, for matching a text's words."""
+    """Topic names as a sparse matrix of their words' IDF weights, for matching a text's words.
+    Kept by word (CSC): a text reads the columns of its own words only, not all 32,000 names."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], name_topic: np.ndarray, topics: int) -> None:
         tokens = [list(dict.fromkeys(tokenize(n))) for n in names]
         self.vocabulary = sorted({t for ts in tokens for t in ts})
         self._index = {t: i for i, t in enumerate(self.vocabulary)}
@@ -121,22 +134,35 @@ class _NameMatcher:
         columns = np.array([self._index[t] for ts in tokens for t in ts], dtype=np.int64)
         df = np.bincount(columns, minlength=len(self.vocabulary))
         idf = np.log(1.0 + len(names) / np.maximum(df, 1))
-        self.weights = sparse.csr_matrix((idf[columns], (rows, columns)), shape=(len(names), len(self.vocabulary)))
+        self.weights = sparse.csc_matrix((idf[columns], (rows, columns)), shape=(len(names), len(self.vocabulary)))
         self.totals = np.asarray(self.weights.sum(axis=1)).ravel()
+        self._name_topic, self._topics = name_topic, topics
 
-    def scores(self, tokens: list[str], name_starts: np.ndarray) -> np.ndarray:
+    def scores(self, tokens: list[str]) -> np.ndarray:
         """Each topic's best name score for these query tokens (0: no name found)."""
-        found = np.zeros(len(self.vocabulary))
         words = list(dict.fromkeys(tokens))
-        found[[self._index[t] for t in words if t in self._index]] = 1.0
+        found = {self._index[t]: 1.0 for t in words if t in self._index}
         unknown = [t for t in words if t not in self._index and len(t) >= FUZZY_CHARS]
         if unknown and self._long:
-            ratios = process.cdist(unknown, self._long, scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO, dtype=np.uint8)
-            np.maximum.at(found, self._long_index, ratios.max(axis=0) / 100.0)
-        matched = self.weights @ found
-        coverage = np.divide(matched, self.totals, out=np.zeros_like(matched), where=self.totals > 0)
-        names = np.where(coverage >= MIN_COVERAGE, matched * coverage, 0.0)
-        return np.maximum.reduceat(names, name_starts) if len(name_starts) else names
+            ratios = process.cdist(unknown, self._long, scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO, dtype=np.uint8).max(axis=0)
+            for at in np.flatnonzero(ratios):
+                column = int(self._long_index[at])
+                found[column] = max(found.get(column, 0.0), ratios[at] / 100.0)
+        out = np.zeros(self._topics)
+        if not found:
+            return out
+        # the found words' columns end to end: a name's sum adds its found words' weights
+        columns = sorted(found)
+        starts, ends = self.weights.indptr[columns], self.weights.indptr[np.add(columns, 1)]
+        rows = np.concatenate([self.weights.indices[a:b] for a, b in zip(starts, ends)])
+        weights = np.concatenate([self.weights.data[a:b] * found[c] for a, b, c in zip(starts, ends, columns)])
+        matched = np.bincount(rows, weights=weights, minlength=len(self.totals))
+        names = np.flatnonzero(matched)
+        coverage = matched[names] / self.totals[names]
+        kept = coverage >= MIN_COVERAGE
+        np.maximum.at(out, self._name_topic[names[kept]], matched[names[kept]] * coverage[kept])
+        # names equal but for the order their words were added tie, and ties go by topic order
+        return np.round(out, TIE_DECIMALS)
 
 
 def _reciprocal_ranks(values: np.ndarray) -> np.ndarray:

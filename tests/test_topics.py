@@ -100,6 +100,24 @@ def test_misspelt_names_and_synonyms_are_found(topics_index, text, topic):
     assert {h.topic: h.url for h in searcher.related_faq(text="wegeners", k=5)}["Wegener's granulomatosis"] == "https://example.org/faq/wegener"
 
 
+def test_a_consultation_without_a_list_votes_for_the_topic_its_title_names(tmp_path, encoder):
+    """Pages without Related FAQ lists: the nearest consultations vote for the topics their
+    titles name best. The question names no topic, so only the vote can find it."""
+    directory = tmp_path / "index"
+    topics = read_topics(write_topics(tmp_path / "topics.jsonl", TOPICS))
+    unlisted = [Consultation(id=c.id, title=title, question=c.question) for c, title in zip(CORPUS, (
+        "Wegener's granulomatosis and nosebleeds", "Beckwith-Wiedemann syndrome in a newborn", "Clots and miscarriages",
+        "Migraine with aura", "Asthma at night"))]
+    build_index(unlisted, directory, BuildConfig(progress=False, topics=topics), encoder=encoder)
+    searcher = Searcher.open(directory)
+    question = "I wake up at night wheezing and my chest is tight after I run"
+    assert searcher.related_faq(text=question, k=5, signals=("names",)) == []
+    voted = searcher.related_faq(text=question, k=5, signals=("votes",))
+    assert voted[0].topic == "Asthma" and voted[0].scores["votes"] == 1.0
+    assert "Antiphospholipid syndrome" not in [h.topic for h in voted]  # its title names no topic
+    assert searcher.related_faq(consultation_id="migraine", k=1)[0].topic == "Migraine"
+
+
 def test_an_index_without_topics_answers_an_empty_list(tmp_path, encoder):
     directory = tmp_path / "index"
     build_index([Consultation(id="x", question="a cough for a week"), Consultation(id="y", question="a rash on the arm")],
