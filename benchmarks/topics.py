@@ -39,7 +39,7 @@ from search.topics import SIGNALS
 
 RELEVANT_GRADE = 3  # 3-Incomplete or 4-Excellent
 MEASURES = (Success @ 1, Success @ 5, RR @ 10)
-# "names + dense" is what the default becomes where consultations carry no Related FAQ lists (no votes).
+# "names + dense" is what the default becomes where no neighbour votes (no list, and no title naming a topic).
 RUNS = {"names": ("names",), "dense": ("dense",), "votes": ("votes",), "names + dense": ("names", "dense"), "default": SIGNALS}
 # Pages with their Related FAQ lists (each consultation lists its document's focus), and pages
 # without (a consultation votes for the topics its title names: MedQuAD's titles are the foci
