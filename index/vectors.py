@@ -51,6 +51,12 @@ def ef_construction(n_vectors: int) -> int:
 
 KINDS = ("auto", "flat", "hnsw", "hnsw-sq8")
 COMPRESSED = "hnsw-sq8"
+GRAPHS = ("hnsw", COMPRESSED)
+
+
+def graph(kind: str) -> tuple[int, int]:
+    """Links a node and search effort of a graph kind (read when called: settings() and tests see changes)."""
+    return (COMPRESSED_M, COMPRESSED_EF_SEARCH) if kind == COMPRESSED else (HNSW_M, HNSW_EF_SEARCH)
 
 
 def choose_kind(n_vectors: int, kind: str = "auto") -> str:
@@ -67,14 +73,15 @@ def build(vectors: np.ndarray, kind: str, threads: int = 1) -> faiss.Index:
     faiss.omp_set_num_threads(threads)
     dimension = vectors.shape[1]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if kind in ("hnsw", COMPRESSED):
+    if kind in GRAPHS:
+        links, effort = graph(kind)
         if kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexHNSWFlat(dimension, links, faiss.METRIC_INNER_PRODUCT)
         else:
-            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, COMPRESSED_M, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, links, faiss.METRIC_INNER_PRODUCT)
             index.train(vectors if len(vectors) else np.zeros((1, dimension), dtype=np.float32))
         index.hnsw.efConstruction = ef_construction(len(vectors))
-        index.hnsw.efSearch = COMPRESSED_EF_SEARCH if kind == COMPRESSED else HNSW_EF_SEARCH
+        index.hnsw.efSearch = effort
     else:
         index = faiss.IndexFlatIP(dimension)
     if len(vectors):
@@ -134,15 +141,14 @@ class QuantizedVectors:
 def settings() -> list[int]:
     """Every constant that shapes a built vector index, for the build's content digest: a rebuild
     of an unchanged corpus after one of them changed makes the index again."""
-    return [HNSW_MIN, HNSW_M, HNSW_EF_SEARCH, COMPRESSED_M, COMPRESSED_EF_SEARCH, BIG_GRAPH]
+    return [HNSW_MIN, *(value for kind in GRAPHS for value in graph(kind)), BIG_GRAPH]
 
 
 def parameters(kind: str, n_vectors: int) -> dict:
     """What the manifest records of an index of n vectors."""
-    if kind in ("hnsw", COMPRESSED):
-        compressed = kind == COMPRESSED
-        return {"kind": kind, "M": COMPRESSED_M if compressed else HNSW_M, "efConstruction": ef_construction(n_vectors),
-                "efSearch": COMPRESSED_EF_SEARCH if compressed else HNSW_EF_SEARCH}
+    if kind in GRAPHS:
+        links, effort = graph(kind)
+        return {"kind": kind, "M": links, "efConstruction": ef_construction(n_vectors), "efSearch": effort}
     return {"kind": "flat", "metric": "inner_product"}
 
 
