@@ -19,7 +19,7 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 TOKENIZER = "nfkc/word-lower/stop-en-plus/snowball-english"
-_WORD = re.compile(r"\w+")
+WORD = re.compile(r"\w+")  # a word: a run of letters, digits and underscores (snippets match query words by it)
 _STOPWORDS = frozenset(STOPWORDS_EN_PLUS)
 _local = threading.local()  # PyStemmer objects are not thread-safe: one per thread
 
@@ -32,7 +32,7 @@ def tokenize(text: str) -> list[str]:
 def token_sets(texts: list[str]) -> list[set[str]]:
     """Each text's distinct tokens, as set(tokenize(text)) has them, each distinct word of all
     the texts stemmed once (a hit's shown text repeats its words, and hits share theirs)."""
-    words = [set(_words(text)) for text in texts]
+    words = [set(WORD.findall(_folded(text))) - _STOPWORDS for text in texts]
     vocabulary = list(set().union(*words))
     stems = dict(zip(vocabulary, _stemmer().stemWords(vocabulary)))
     return [{stems[w] for w in ws} for ws in words]
@@ -51,7 +51,12 @@ def word_tokens(words: list[str]) -> dict[str, str]:
 
 def _words(text: str) -> list[str]:
     """The words of a text that are not stop words, NFKC-normalised and lower-cased, unstemmed."""
-    return [w for w in _WORD.findall(unicodedata.normalize("NFKC", text).lower()) if w not in _STOPWORDS]
+    return [w for w in WORD.findall(_folded(text)) if w not in _STOPWORDS]
+
+
+def _folded(text: str) -> str:
+    """NFKC form, lower-cased; ASCII text is its own NFKC form (isascii is a flag, not a scan)."""
+    return (text if text.isascii() else unicodedata.normalize("NFKC", text)).lower()
 
 
 def _stemmer() -> Stemmer.Stemmer:

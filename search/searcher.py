@@ -10,6 +10,7 @@ Rows are global: shard i's rows come after those of the shards before it.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from datetime import date
@@ -357,6 +358,8 @@ class Searcher:
         """`method(local rows)` of each shard holding some of these global rows, with the positions
         of those rows: every shard is asked before any answer is read (`ask`), so that shards in
         other processes (search/served.py) work at once."""
+        if len(self.shards) == 1:  # rows are the shard's own: no routing (about 30 µs a call)
+            return [(np.arange(len(rows)), self.shards[0].ask(method, rows)())]
         owners = np.searchsorted(self._offsets, rows, side="right") - 1
         asked = []
         for number in np.unique(owners):
@@ -448,12 +451,14 @@ class Searcher:
         # what a page can highlight: query words found in the texts the hit shows
         shown = [f"{c.title}\n{q}\n{r}" for c, (q, r) in zip(consultations, excerpts)]
         matched = matched_terms(query, shown) if query else [[] for _ in shown]
+        # plain floats once per signal, not a numpy scalar per hit and signal; NaN (no evidence) is None
+        values = {s: [None if math.isnan(x) else x for x in v.tolist()] for s, v in scores.items()}
         return [
             Hit(
                 id=c.id,
                 rank=at + 1,
                 score=float(fused[at]),
-                scores={s: None if np.isnan(v[at]) else float(v[at]) for s, v in scores.items()},
+                scores={s: v[at] for s, v in values.items()},
                 title=c.title,
                 url=c.url,
                 doctor=c.doctor,

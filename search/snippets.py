@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from index.consultation import normalize_space
-from index.text import token_sets, word_tokens
+from index.text import WORD, token_sets, word_tokens
 
 EXCERPT_CHARS = 200
 ELLIPSIS = "..."
-_WORD = re.compile(r"\w+")
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS, truncated: bool = False) -> str:
@@ -32,5 +29,5 @@ def matched_terms(query: str, texts: list[str]) -> list[list[str]]:
 
     Each distinct word is stemmed once, the query's and all the texts' together in two calls.
     """
-    words = word_tokens(list(dict.fromkeys(_WORD.findall(query.lower()))))
+    words = word_tokens(list(dict.fromkeys(WORD.findall(query.lower()))))
     return [[word for word, stem in words.items() if stem in present] for present in token_sets(texts)]

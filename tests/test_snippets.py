@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from index.consultation import normalize_space
+from index.text import token_sets, tokenize
 from search.snippets import excerpt, matched_terms
 
 
@@ -28,3 +29,10 @@ def test_an_excerpt_depends_only_on_the_normalised_text(text, limit, truncated):
 def test_matched_terms_are_query_words_by_stem():
     texts = ["Muscle twitches at night", "nothing here", "twitching"]
     assert matched_terms("My muscles are twitching, twitching", texts) == [["muscles", "twitching"], [], ["twitching"]]
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("aeiost TWxyz\u00e9\u0301\ufb01\uff28_1-\n"), max_size=60), max_size=6))
+def test_each_texts_token_set_is_that_of_its_tokens(texts):
+    """token_sets (hits' matched terms) stems each distinct word once and skips NFKC for ASCII
+    texts: what it finds must be what the BM25 tokenizer makes of each text."""
+    assert token_sets(texts) == [set(tokenize(text)) for text in texts]
