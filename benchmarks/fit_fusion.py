@@ -12,9 +12,11 @@ whose worst margin over the benchmark's best single signal (the smaller of the n
 MRR@10 margins) is largest: a default must not lose to one of its own signals anywhere.
 Leave-one-benchmark-out: benchmarks sharing queries and judgments form a group
 (benchmarks/suite.py); for each group, the choice is made on the other groups and scored on the
-one left out. Writes benchmarks/results/suite/fusion-lobo.json and .md.
+one left out. Writes benchmarks/results/suite/fusion-lobo.json and .md (or in `--out`).
 
     python -m benchmarks.fit_fusion --suite build/suite --indexes build/suite-index
+    # another model's indexes (benchmarks/adapt.py), some benchmarks only:
+    python -m benchmarks.fit_fusion --indexes DIR --pools DIR --benchmarks liveqa-original rqe --out DIR
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.rqe import negatives_above
-from benchmarks.suite import BENCHMARKS, Benchmark
+from benchmarks.suite import BENCHMARKS, BY_NAME, Benchmark
 from search.bench import METHODS, evaluate, read_qrels, read_queries
 from search.fusion import MODES, SIGNALS, Fusion, fuse, proposed
 from search.searcher import Searcher
@@ -131,12 +133,15 @@ def pool_parser(doc: str) -> argparse.ArgumentParser:
 def main() -> None:
     parser = pool_parser(__doc__)
     parser.add_argument("--txtai", type=Path, help="txtai_peer.py's results, for the summary table")
+    parser.add_argument("--benchmarks", nargs="+", choices=list(BY_NAME), help="these benchmarks only (default: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where fusion-lobo.json and .md go")
     args = parser.parse_args()
+    benchmarks = [BY_NAME[name] for name in args.benchmarks] if args.benchmarks else list(BENCHMARKS)
 
     settings = {"default": MODES["hybrid"], "minmax": METHODS["minmax"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS}, **grid()}
     figures: dict[str, dict[str, dict[str, float]]] = {}  # setting -> benchmark -> measures
     pools_have_replies = {}
-    for benchmark in BENCHMARKS:
+    for benchmark in benchmarks:
         pools = load_pools(benchmark, args.suite, args.indexes, args.pools)
         pools_have_replies[benchmark.name] = pools.has_replies
         qrels = read_qrels(args.suite / benchmark.corpus / "qrels.txt")
@@ -144,13 +149,13 @@ def main() -> None:
             figures.setdefault(name, {})[benchmark.name] = measures(pools.run(fusion), qrels, benchmark, args.suite)
         print(benchmark.name, "done", flush=True)
 
-    shapes = {b.name: pools_have_replies[b.name] for b in BENCHMARKS}
+    shapes = {b.name: pools_have_replies[b.name] for b in benchmarks}
     report = {"settings": {n: describe(f) for n, f in settings.items()}, "figures": figures,
-              "has_replies": shapes, "lobo": lobo(figures, shapes, list(grid())),
+              "has_replies": shapes, "lobo": lobo(figures, shapes, list(grid()), benchmarks),
               "txtai": json.loads(args.txtai.read_text()) if args.txtai and args.txtai.is_file() else {}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "fusion-lobo.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "fusion-lobo.md").write_text(markdown(report), encoding="utf-8")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fusion-lobo.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "fusion-lobo.md").write_text(markdown(report), encoding="utf-8")
     print(markdown(report))
 
 
@@ -160,18 +165,18 @@ def margin(figures: dict[str, dict[str, dict[str, float]]], setting: str, benchm
     return min(figures[setting][benchmark][m] - max(figures[s][benchmark][m] for s in SIGNALS) for m in ("nDCG@10", "MRR@10"))
 
 
-def lobo(figures: dict, shapes: dict[str, bool], candidates: list[str]) -> dict:
+def lobo(figures: dict, shapes: dict[str, bool], candidates: list[str], benchmarks: list[Benchmark]) -> dict:
     """For each group left out and each shape, the setting with the best worst-case margin on
     the other groups' benchmarks of that shape (None where no other group has that shape)."""
     out = {}
-    for group in sorted({b.group for b in BENCHMARKS}):
+    for group in sorted({b.group for b in benchmarks}):
         chosen = {}
         for replies in (True, False):
-            training = [b.name for b in BENCHMARKS if b.group != group and shapes[b.name] == replies]
+            training = [b.name for b in benchmarks if b.group != group and shapes[b.name] == replies]
             chosen["with_replies" if replies else "question_only"] = (
                 max(candidates, key=lambda n: min(margin(figures, n, b) for b in training)) if training else None)
         held_out = {}
-        for b in BENCHMARKS:
+        for b in benchmarks:
             if b.group == group:
                 setting = chosen["with_replies" if shapes[b.name] else "question_only"]
                 held_out[b.name] = {"setting": setting, **(figures[setting][b.name] if setting else {})}
@@ -186,7 +191,8 @@ def describe(fusion: Fusion) -> str:
 
 
 def markdown(report: dict) -> str:
-    names = [b.name for b in BENCHMARKS]
+    benchmarks = [BY_NAME[name] for name in report["has_replies"]]  # those the report scored
+    names = [b.name for b in benchmarks]
     figures = report["figures"]
 
     def cell(setting: str | None, bench: str) -> str:
@@ -199,7 +205,7 @@ def markdown(report: dict) -> str:
              "indexes had their own part). Held out: the setting chosen on the other groups (below).", "",
              "| benchmark | shape | best single signal | txtai 9.14 hybrid, same vectors | minmax | default | held out |",
              "|---|---|---|---|---|---|---|"]
-    for b in BENCHMARKS:
+    for b in benchmarks:
         best = max(SIGNALS, key=lambda s: figures[s][b.name]["nDCG@10"])
         held = report["lobo"][b.group]["held_out"][b.name]["setting"]
         txtai = report["txtai"].get(b.name)
