@@ -81,7 +81,7 @@ def relevance(one: Searcher, many: Searcher, settings: dict, qrels: dict) -> dic
 def latency(searcher: Searcher, queries: list[str], rounds: int = 3) -> dict:
     """p50 per stage, and of the wall time of the whole query and of it but its embedding, over
     every query `rounds` times (stages of shards run side by side count as the longest shard's;
-    BM25 runs during the embedding, so only the whole query's time counts all of its cost)."""
+    work moved into the embedding's time would leave the second, not the first)."""
     searcher.search("warm up the model and the caches")
     stages: dict[str, list[float]] = {}
     for _ in range(rounds):

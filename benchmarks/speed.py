@@ -43,7 +43,6 @@ LIVEQA = Path("build/suite/medquad")
 MEDQUAD_INDEX = Path("build/medquad-index")
 BENCH_CACHE = Path("benchmarks/cache/embeddings.sqlite")  # the relevance benchmark's (Makefile)
 STAGES = ("embed", "bm25", "vectors", "rescore", "fusion", "hits")
-LATER = "side by side, BM25 after the encoding"  # overlap's third way (section_overlap)
 
 
 def ms(values: list[float]) -> dict[str, float]:
@@ -289,9 +288,7 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
     with the vectors computed beforehand (the stages alone: p50 and mean of the path, p50 of each
     stage), in whole `search` calls (end to end, and its time but the encoding's: the stages
     then run on caches the encoder has just filled with its own weights), and in `similar` calls
-    (a stored consultation's panel: no encoding). Whole `search` calls side by side begin BM25
-    during the encoding (Shard.lexical); a third way, BM25 after the encoding (the query path
-    before that change: encode, then the stages side by side), is timed in the same rounds."""
+    (a stored consultation's panel: no encoding)."""
     import search.shard as shard
     from search.filters import Filters
     from search.fusion import MODES
@@ -309,7 +306,6 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
     panels: dict[str, list[float]] = {name: [] for name in variants}
     stored = searcher.ids()[:: len(searcher) // len(texts)][: len(texts)]
     but_encoding: dict[str, list[float]] = {name: [] for name in variants}
-    later: dict[str, list[float]] = {"search_end_to_end": [], "search_but_encoding": []}  # BM25 after the encoding
     searcher.search("warm up the model and the caches", k=10)
     try:
         for _ in range(rounds):
@@ -327,13 +323,6 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
                     _, seconds = timed(searcher.search, text, 10, timings=timings)
                     whole[name].append(seconds)
                     but_encoding[name].append(seconds - timings["embed"])
-                    if executor is helper:
-                        started = time.perf_counter()
-                        vector = searcher.embed(text)  # encodes: no query vectors kept
-                        encoded = time.perf_counter()
-                        searcher._answer(Query(tokenize(text), vector, vector), text, 10, fusion, Filters(), Clock(None))
-                        later["search_end_to_end"].append(time.perf_counter() - started)
-                        later["search_but_encoding"].append(time.perf_counter() - encoded)
                 for consultation_id in stored:
                     panels[name].append(timed(searcher.similar, consultation_id)[1])
     finally:
@@ -344,7 +333,6 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
                      **{s: ms(v)["p50"] for s, v in stages[name].items()},
                      "search_end_to_end": ms(whole[name]), "search_but_encoding": ms(but_encoding[name]),
                      "similar": ms(panels[name])}
-    out[LATER] = {measure: ms(values) for measure, values in later.items()}
     return out
 
 
@@ -763,11 +751,6 @@ def overlap_report(overlap: dict) -> list[str]:
         row = overlap[name]
         lines.append(f"| {name} | {row['search_end_to_end']['p50']} | {row['search_but_encoding']['p50']} | "
                      f"{row['similar']['p50']} |")
-    if LATER in overlap:
-        row = overlap[LATER]
-        lines.append(f"| {LATER} | {row['search_end_to_end']['p50']} | {row['search_but_encoding']['p50']} | — |")
-        lines += ["", "Whole searches side by side begin BM25 on the helper thread while the query is encoded; the "
-                  "last row encodes first, then runs the stages side by side (the path before that change), in the same rounds."]
     return lines + [""]
 
 

@@ -152,16 +152,9 @@ class Searcher:
         filters = Filters(department, doctor, since, until, source)
         fusion = (fusion or _mode(mode)).for_index(self.has_replies)
         clock = Clock(timings)
-        _check_query(text)
-        tokens = tokenize(text)
-        lexical = None
-        if DENSE & set(fusion.active):  # BM25 needs no vector: each shard begins it while the vector is computed
-            share = len(self.shards)
-            lexical = [shard.lexical(tokens, fusion.active, max(fusion.depth, k), filters, share) for shard in self.shards]
-        vector = self.embed(text) if DENSE & set(fusion.active) else None
+        query = self._text_query(text, fusion.active)
         clock.lap("embed")
-        return self._answer(Query(tokens, vector, vector), text, k, fusion, filters, clock, explain=explain, distinct=distinct,
-                            lexical=lexical)
+        return self._answer(query, text, k, fusion, filters, clock, explain=explain, distinct=distinct)
 
     def search_many(
         self,
@@ -306,11 +299,9 @@ class Searcher:
         found: tuple | None = None,
         explain: bool = False,
         distinct: bool = True,
-        lexical: list | None = None,
     ) -> list[Hit]:
-        """Candidates, fusion, top k distinct, hits: the path every query takes after its vectors
-        (`found`, `lexical`: per shard, what was searched or begun before; see _candidates)."""
-        candidates = self._candidates(query, fusion.active, max(fusion.depth, k), filters, clock, found, lexical)
+        """Candidates, fusion, top k distinct, hits: the path every query takes after its vectors."""
+        candidates = self._candidates(query, fusion.active, max(fusion.depth, k), filters, clock, found)
         top = self._top(candidates, fusion, k, explain, distinct)
         clock.lap("fusion")
         hits = self._hits(*top, query=text)
@@ -331,17 +322,15 @@ class Searcher:
             return list(pool.map(lambda q, t, f: self._answer(q, t, k, fusion, filters, Clock(None), f, explain),
                                  queries, texts, found))
 
-    def _candidates(self, query: Query, signals, depth: int, filters: Filters | None, clock: Clock, found: tuple | None = None,
-                    lexical: list | None = None) -> Candidates:
+    def _candidates(self, query: Query, signals, depth: int, filters: Filters | None, clock: Clock, found: tuple | None = None) -> Candidates:
         """Every shard's proposals, cut to the collection's top (search/shard.py), then the
-        candidates of each, merged (one shard's as they are). Per shard, `found` holds vector
-        units searched already (batches) and `lexical` BM25 begun already (Shard.lexical)."""
-        share = len(self.shards)
-        found, lexical = found or [None] * share, lexical or [None] * share
-        if share == 1:
-            proposals = self.shards[0].start(query, signals, depth, filters, found[0], lexical=lexical[0])(clock)
+        candidates of each, merged (one shard's as they are)."""
+        if len(self.shards) == 1:
+            proposals = self.shards[0].start(query, signals, depth, filters, found[0] if found else None)(clock)
             return self.shards[0].candidates(query, proposals, clock)
-        started = [shard.start(query, signals, depth, filters, f, share, lexical=w) for shard, f, w in zip(self.shards, found, lexical)]
+        share = len(self.shards)
+        found = found or [None] * share
+        started = [shard.start(query, signals, depth, filters, f, share) for shard, f in zip(self.shards, found)]
         # The last shard's first: the helper threads take the searches from the first shard's on.
         proposals = [finish(clock) for finish in reversed(started)][::-1]
         for number in Proposals.short(proposals):  # rare: asked again for the collection's whole top

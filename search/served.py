@@ -96,12 +96,8 @@ class RemoteShard:
     def __len__(self) -> int:
         return self._count
 
-    def lexical(self, tokens: list[str], signals, depth: int, filters: Filters | None, share: int = 1) -> None:
-        """Nothing begun ahead: the shard scores BM25 in its answer to start()."""
-        return None
-
     def start(self, query: Query, signals, depth: int, filters: Filters | None, found: dict | None = None,
-              share: int = 1, lexical: None = None) -> Callable[[Clock | None], "_Answer"]:
+              share: int = 1) -> Callable[[Clock | None], "_Answer"]:
         """The shard's proposals and their candidates (`Shard.answer`), sent now and waited for
         when first read: the Searcher asks every shard before it reads any answer."""
         answer = _Answer(self, self._send("answer", query, signals, depth, filters, share))

@@ -11,9 +11,7 @@ It answers in two steps, so that a sharded index proposes exactly what one index
 scores; `Proposals.cut` keeps of those the units within the signal's top `depth` over every
 shard; `candidates` scores what is left. Each shard then rescores only its part of the global
 top, not its own top `depth` of every signal. A shard in another process answers both steps in
-one call instead (`answer`, search/served.py), and the cut picks from what it scored. A text
-query's BM25 needs no vector: `lexical` begins it on the helper thread while the query is
-encoded, and `start` reads it.
+one call instead (`answer`, search/served.py), and the cut picks from what it scored.
 
 A shard of N proposes fewer units than the collection's top holds (`shard_limit`): ids are
 hashed to shards, so the collection's top L units fall about L/N to a shard, and a shard asked
@@ -55,9 +53,6 @@ from search.fusion import DENSE, SIGNALS
 # question vectors this close (the same question reworded by a few characters).
 DUPLICATE_COSINE = 0.98
 
-# The BM25 signals: they need the query's tokens only, not its vectors.
-LEXICAL = {"bm25", "bm25_question"}
-
 # The reply-passage search looks this many times deeper than the per-signal depth: a reply has
 # several passages, and the top passages of one reply would crowd out other replies.
 PASSAGE_DEPTH = 3
@@ -88,16 +83,6 @@ class Query:
     reply_vector: np.ndarray | None
     exclude: str | None = None
     exclude_hash: int | None = None
-
-
-@dataclass
-class Lexical:
-    """A text query's BM25 proposals in one shard, begun before its vector (Shard.lexical): the
-    rows the filters allow, the units asked of each signal, and the task that scores them."""
-
-    allowed: np.ndarray | None
-    asked: dict[str, int]
-    task: _Task
 
 
 @dataclass
@@ -197,21 +182,20 @@ class Clock:
             self.last = now
 
 
-# Runs a query's reply-passage searches beside its other stages (Shard._search) and a text
-# query's BM25 beside its encoding (Shard.lexical); its threads search with one OpenMP thread
-# each, as the callers' do.
-_HELPER = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="simqa-helper",
+# Runs a query's reply-passage searches beside its other stages (Shard._search); its
+# threads search with one OpenMP thread each, as the callers' do.
+_HELPER = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="simqa-vectors",
                              initializer=lambda: faiss.omp_set_num_threads(1))
 
 
-class _Task:
-    """One FAISS search or BM25 scoring, run by a helper thread or by the caller, whichever comes
-    to it first: a caller done with its own stages runs a task the helpers have not begun (they
-    may be busy with other queries' or shards') instead of waiting for it."""
+class _Search:
+    """One FAISS search, run by a helper thread or by the caller, whichever comes to it first:
+    a caller done with its own stages runs a search the helpers have not begun (they may be busy
+    with other queries' or shards') instead of waiting for it."""
 
-    def __init__(self, run: Callable[[], Any]) -> None:
+    def __init__(self, run: Callable[[], np.ndarray]) -> None:
         self._run, self._claim, self._done = run, threading.Lock(), threading.Event()
-        self._value: Any = None
+        self._value: np.ndarray | None = None
         self._error: BaseException | None = None
 
     def __call__(self) -> None:
@@ -224,7 +208,7 @@ class _Task:
         finally:
             self._done.set()
 
-    def result(self) -> Any:
+    def result(self) -> np.ndarray:
         self()
         self._done.wait()
         if self._error is not None:
@@ -285,19 +269,6 @@ class Shard:
             faiss.omp_set_num_threads(1)
         return found
 
-    def lexical(self, tokens: list[str], signals: set[str] | dict, depth: int, filters: Filters | None,
-                share: int = 1) -> Lexical | None:
-        """Begin the BM25 signals' proposals of a text query on the helper thread while its vector
-        is computed (they need none; the encoder releases the GIL): `start(..., lexical=)` reads
-        them. Arguments as start()'s; None when no BM25 signal is active."""
-        if not LEXICAL & set(signals):
-            return None
-        allowed = filters.mask(self.filters) if filters else None
-        asked = _asked(signals, depth, share)
-        task = _Task(partial(self._lexical, tokens, set(signals), asked, allowed))
-        _HELPER.submit(task)
-        return Lexical(allowed, asked, task)
-
     def start(
         self,
         query: Query,
@@ -306,28 +277,33 @@ class Shard:
         filters: Filters | None,
         found: dict[str, np.ndarray] | None = None,
         share: int = 1,
-        lexical: Lexical | None = None,
     ) -> Callable[[Clock | None], Proposals]:
         """Each active signal's top `depth` units among the rows the filters allow, as a shard of
         `share` proposes them (shard_limit); `found` holds the units of vector signals searched
-        already (batches without filters), `lexical` the BM25 signals' begun with the same
-        arguments (lexical()). The vector searches start now; the rest runs when the returned
-        function is called, so a sharded index starts every shard's searches first."""
+        already (batches without filters). The vector searches start now; the rest runs when the
+        returned function is called, so a sharded index starts every shard's searches first."""
+        allowed = filters.mask(self.filters) if filters else None
         depth += 1 if query.exclude is not None else 0  # the query itself is among its own top
-        if lexical is not None:
-            allowed, asked = lexical.allowed, lexical.asked
-        else:
-            allowed, asked = filters.mask(self.filters) if filters else None, _asked(signals, depth, share)
         limits = {signal: _limit(signal, depth) for signal in signals}
+        asked = {signal: shard_limit(limit, share) for signal, limit in limits.items()}
         searched = self._search(query, DENSE & set(signals) - set(found or {}), asked, allowed,
-                                alongside=bool(LEXICAL & set(signals)) and lexical is None, share=share)
+                                alongside=bool({"bm25", "bm25_question"} & set(signals)), share=share)
 
         def finish(clock: Clock | None = None) -> Proposals:
             clock = clock or Clock(None)
-            if lexical is not None:
-                units, bm25 = lexical.task.result()
-            else:
-                units, bm25 = self._lexical(query.tokens, set(signals), asked, allowed)
+            units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            bm25: dict[str, Scores] = {}
+            if "bm25" in signals or "bm25_question" in signals:
+                question = self.bm25_question.scored(query.tokens)
+                if allowed is not None:
+                    question.sums[~allowed] = 0.0
+                bm25["bm25_question"] = question
+            if "bm25" in signals:
+                bm25["bm25"] = Scores(question.dense() + self.bm25_reply.scores(query.tokens), scale=1.0)
+                if allowed is not None:
+                    bm25["bm25"].sums[~allowed] = 0.0
+            for signal in {"bm25", "bm25_question"} & set(signals):
+                units[signal] = _top_rows(bm25[signal], asked[signal])
             clock.lap("bm25")
             vector_units = {**searched(), **(found or {})}
             for signal in DENSE & set(signals):
@@ -342,31 +318,13 @@ class Shard:
             return Proposals(units, limits, bm25, asked=asked)
         return finish
 
-    def _lexical(self, tokens: list[str], signals: set[str], asked: dict[str, int], allowed: np.ndarray | None
-                 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Scores]]:
-        """The BM25 signals' units (their top `asked` rows among those `allowed`) and scores."""
-        units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        bm25: dict[str, Scores] = {}
-        if LEXICAL & signals:
-            question = self.bm25_question.scored(tokens)
-            if allowed is not None:
-                question.sums[~allowed] = 0.0
-            bm25["bm25_question"] = question
-        if "bm25" in signals:
-            bm25["bm25"] = Scores(question.dense() + self.bm25_reply.scores(tokens), scale=1.0)
-            if allowed is not None:
-                bm25["bm25"].sums[~allowed] = 0.0
-        for signal in LEXICAL & signals:
-            units[signal] = _top_rows(bm25[signal], asked[signal])
-        return units, bm25
-
     def _search(self, query: Query, signals: set[str], limits: dict[str, int], allowed: np.ndarray | None,
                 alongside: bool, share: int = 1) -> Callable[[], dict[str, np.ndarray]]:
         """Start FAISS's search for these vector signals; the answer (each signal's units) is read by
         calling what this returns. With other work on this thread (BM25, `alongside`, or the other
         vector signal), the longest search, the reply passages', goes to a helper thread meanwhile
         (FAISS releases the GIL), so the stages take the longest part, not the sum; the caller
-        runs it itself if no helper has begun it by then (`_Task`)."""
+        runs it itself if no helper has begun it by then (`_Search`)."""
         def search(signal: str) -> np.ndarray:
             if signal == "dense_question":
                 index, vectors_, vector, mask = self.question_index, self.question_vectors, query.question_vector, allowed
@@ -376,7 +334,7 @@ class Shard:
             return vectors.search(index, vectors_, vector, limits[signal] + FAISS_MARGIN, mask, share)[1]
 
         ordered = sorted(signals, reverse=True)  # dense_reply first
-        tasks = {signal: _Task(partial(search, signal)) for signal in ordered}
+        tasks = {signal: _Search(partial(search, signal)) for signal in ordered}
         if ordered and (alongside or len(ordered) == 2):
             _HELPER.submit(tasks[ordered[0]])
         return lambda: {signal: tasks[signal].result() for signal in reversed(ordered)}  # the caller's own first
@@ -484,11 +442,6 @@ def shard_limit(limit: int, share: int) -> int:
         return limit
     mean = limit / share
     return min(limit, math.ceil(mean + SHARD_SIGMAS * math.sqrt(mean * (1 - 1 / share))))
-
-
-def _asked(signals: set[str] | dict, depth: int, share: int) -> dict[str, int]:
-    """Per signal, the units a shard of `share` proposes of the top `depth` (shard_limit)."""
-    return {signal: shard_limit(_limit(signal, depth), share) for signal in signals}
 
 
 def _limit(signal: str, depth: int) -> int:
