@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "suite"
 BM25_WEIGHTS = (0.1, 0.25, 0.5, 0.75, 1.0)
 REPLY_WEIGHTS = (0.5, 1.0)
 DEPTH = 100
+SHALLOWER = (75, 50, 30)  # depths the default is also scored at (shallower())
 
 
 def index_of(benchmark: Benchmark, indexes: Path) -> Path:
@@ -53,6 +55,14 @@ def grid() -> dict[str, Fusion]:
             name = f"{normalization if method == 'weighted' else 'rrf'} bm25_question {bm25:g}, dense_reply {reply:g}"
             out[name] = Fusion(weights=weights, method=method, normalization=normalization)
     return out
+
+
+def shallower() -> dict[str, Fusion]:
+    """The default with fewer candidates per signal (a speed lever: a smaller top to find and
+    rescore), scored beside it; never chosen (not in the grid)."""
+    default = MODES["hybrid"]
+    return {f"default, depth {depth}": replace(default, depth=depth, question_only=replace(default.question_only, depth=depth))
+            for depth in SHALLOWER}
 
 
 class Pools:
@@ -138,7 +148,8 @@ def main() -> None:
     args = parser.parse_args()
     benchmarks = [BY_NAME[name] for name in args.benchmarks] if args.benchmarks else list(BENCHMARKS)
 
-    settings = {"default": MODES["hybrid"], "minmax": METHODS["minmax"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS}, **grid()}
+    settings = {"default": MODES["hybrid"], "minmax": METHODS["minmax"], **{s: Fusion(weights={s: 1.0}) for s in SIGNALS},
+                **shallower(), **grid()}
     figures: dict[str, dict[str, dict[str, float]]] = {}  # setting -> benchmark -> measures
     pools_have_replies = {}
     for benchmark in benchmarks:
