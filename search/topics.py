@@ -42,7 +42,7 @@ MIN_COVERAGE = 0.5  # of a name's IDF weight, for the name to count as found
 VOTERS = 10  # nearest consultations whose topics vote
 TIE_DECIMALS = 9  # name scores run 0..30: rounding noise is 1e-14
 RRF_K = 60
-TITLES_KEPT = 65_536  # voters' titles whose best-named topics are kept (about 200 bytes each)
+TITLES_KEPT = 16_384  # voters' titles whose best-named topics are kept (about 0.5 KB each: 8 MB at most)
 
 
 @dataclass
