@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -44,8 +45,10 @@ EMBED_TEXTS = 2000  # a fixed mix of questions and reply passages, 3 to 1, a few
 
 
 def build(name: str, corpus: list, shards: int, vector_index: str) -> tuple[Path, dict]:
-    """One index of the corpus from cached vectors; its wall time and each shard's build time."""
+    """One index of the corpus from cached vectors; its wall time and each shard's build time.
+    The directory is removed first: a build of an unchanged corpus is a no-op, not a build."""
     directory = WORK / name
+    shutil.rmtree(directory, ignore_errors=True)
     start = time.perf_counter()
     build_index(corpus, directory, BuildConfig(progress=False, cache=BENCH_CACHE, precision="fp32", vector_index=vector_index, shards=shards))
     seconds = time.perf_counter() - start
