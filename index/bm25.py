@@ -26,6 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 from bm25s.scoring import _build_idf_array, _build_scores_and_indices_for_matrix, _calculate_doc_freqs, _select_idf_scorer
 
+from index.sparse import columns_end_to_end
+
 K1, B, METHOD = 1.5, 0.75, "robertson"
 PICKED_ROWS = 8  # Scores.rows_from: reading a row by index costs about this many rows read in order
 
@@ -141,11 +143,7 @@ class FieldBM25:
         if not ids:
             return Scores(np.zeros(self.n_docs))
         matrix = self.model.scores
-        indptr = matrix["indptr"]
-        spans = [(indptr[i], indptr[i + 1]) for i in ids]
-        rows = np.concatenate([matrix["indices"][a:b] for a, b in spans])
-        weights = np.concatenate([matrix["data"][a:b] for a, b in spans])
-        ends = np.cumsum([b - a for a, b in spans])
+        rows, weights, ends = columns_end_to_end(matrix["indptr"], matrix["indices"], matrix["data"], ids)
         return Scores(np.bincount(rows, weights=weights, minlength=self.n_docs), terms=Terms(rows, weights, ends))
 
 

@@ -31,6 +31,7 @@ from rapidfuzz import fuzz, process
 from scipy import sparse
 
 from index.consultation import Consultation
+from index.sparse import columns_end_to_end
 from index.text import tokenize
 from index.topics import StoredTopics, name_texts, topic_key
 from index.vectors import inner_products
@@ -161,9 +162,8 @@ class _NameMatcher:
             return out
         # the found words' columns end to end: a name's sum adds its found words' weights
         columns = sorted(found)
-        starts, ends = self.weights.indptr[columns], self.weights.indptr[np.add(columns, 1)]
-        rows = np.concatenate([self.weights.indices[a:b] for a, b in zip(starts, ends)])
-        weights = np.concatenate([self.weights.data[a:b] * found[c] for a, b, c in zip(starts, ends, columns)])
+        rows, weights, _ = columns_end_to_end(self.weights.indptr, self.weights.indices, self.weights.data, columns,
+                                              [found[c] for c in columns])
         matched = np.bincount(rows, weights=weights, minlength=len(self.totals))
         names = np.flatnonzero(matched)
         coverage = matched[names] / self.totals[names]

@@ -4,10 +4,12 @@ import re
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from rank_bm25 import BM25Okapi
 
 from index.bm25 import CollectionStats, FieldBM25, Scores
 from index.readers import read_sources
+from index.sparse import columns_end_to_end
 from index.text import tokenize
 from tests.conftest import SEEDS
 
@@ -140,3 +142,13 @@ def test_rows_from_a_bound_read_through_the_rare_terms_are_those_of_every_row(mo
             np.testing.assert_array_equal(scores.rows_from(float(bound)), every.rows_from(float(bound)))
             shortcuts += scores.terms.rows_reaching(float(bound) / scores.scale * (1 - 1e-6)) is not None
     assert shortcuts >= 6  # the rare terms' rows were enough for most bounds
+
+
+def test_columns_end_to_end_match_scipy_column_sums():
+    rng = np.random.default_rng(7)
+    matrix = sp.random(50, 30, density=0.2, format="csc", random_state=rng)
+    columns, scales = [3, 17, 4, 29], [1.0, 0.5, 2.0, 0.25]
+    rows, weights, ends = columns_end_to_end(matrix.indptr, matrix.indices, matrix.data, columns, scales)
+    assert list(ends) == list(np.cumsum(np.diff(matrix.indptr)[columns]))
+    expected = sum(matrix[:, [c]].toarray().ravel() * s for c, s in zip(columns, scales))
+    assert np.allclose(np.bincount(rows, weights=weights, minlength=50), expected)
