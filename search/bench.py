@@ -84,12 +84,28 @@ def run_method(searcher: Searcher, queries: dict[str, str], fusion: Fusion, dept
             for qid, text in queries.items()}
 
 
-def evaluate(run: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]], threshold: int = 2) -> dict[str, float]:
-    """Mean of every measure over the queries that have judgments."""
+def _judged(run: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]], threshold: int):
+    """(judged qrels, graded gains, ranked run) as ir-measures takes them."""
     judged = {q: d for q, d in qrels.items() if q in run}
     gains = {q: {doc: max(0, grade - threshold + 1) for doc, grade in docs.items()} for q, docs in judged.items()}
     # Ranks, not raw scores, decide: fusion ties are broken by rank as search() returned them.
     ranked = {q: {doc: float(len(hits) - i) for i, (doc, _) in enumerate(hits)} for q, hits in run.items() if q in judged and hits}
+    return judged, gains, ranked
+
+
+def per_query(run: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]], threshold: int = 2,
+              measure: str = "nDCG@10") -> dict[str, float]:
+    """One measure of every judged query (0 where the run has no results for it), for paired comparisons."""
+    judged, gains, ranked = _judged(run, qrels, threshold)
+    values = dict.fromkeys(judged, 0.0)
+    for metric in ir_measures.iter_calc([MEASURES[measure]], gains, ranked):
+        values[metric.query_id] = metric.value
+    return values
+
+
+def evaluate(run: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]], threshold: int = 2) -> dict[str, float]:
+    """Mean of every measure over the queries that have judgments."""
+    judged, gains, ranked = _judged(run, qrels, threshold)
     # Per query, then the mean over every judged query: one the run has no results for counts 0
     # (trec_eval would leave it out, and ir-measures' judged@k divides by zero on it).
     totals = dict.fromkeys(MEASURES.values(), 0.0)
@@ -112,6 +128,17 @@ def write_run(path: Path, run: dict[str, list[tuple[str, float]]], name: str) ->
         for qid, hits in run.items():
             for rank, (doc, score) in enumerate(hits, 1):
                 f.write(f"{qid} Q0 {doc} {rank} {score:.6f} {name}\n")
+
+
+def read_run(path: Path) -> dict[str, list[tuple[str, float]]]:
+    """A TREC run file (as write_run writes it) back into qid -> ranked (docid, score)."""
+    run: dict[str, list[tuple[str, float]]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if len(parts) != 6:
+            raise ParseError(str(path), number, "line", "expected 'qid Q0 docid rank score name'")
+        run.setdefault(parts[0], []).append((parts[2], float(parts[4])))
+    return run
 
 
 def bench_relevance(

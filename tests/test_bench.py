@@ -6,7 +6,7 @@ import math
 import pytest
 
 from index.errors import ParseError
-from search.bench import METHODS, avg_score, bench_relevance, evaluate, panel_recovery, read_qrels, read_queries
+from search.bench import METHODS, avg_score, bench_relevance, evaluate, panel_recovery, per_query, read_qrels, read_queries, read_run
 from tests.conftest import SEED_000, SEED_003
 
 
@@ -50,6 +50,14 @@ def test_metrics_by_hand():
     assert avg_score({"1": [("a", 1.0)], "2": [("d", 1.0)]}, qrels) == pytest.approx((3 + 2) / 2)
 
 
+def test_per_query_values_average_to_the_evaluated_mean():
+    qrels = {"1": {"a": 4, "b": 1, "c": 2}, "2": {"d": 3}, "3": {"e": 2}}
+    run = {"1": [("b", 3.0), ("a", 2.0)], "2": [("d", 2.0)], "3": []}
+    values = per_query(run, qrels, threshold=2, measure="MRR@10")
+    assert values == {"1": 0.5, "2": 1.0, "3": 0.0}
+    assert sum(values.values()) / 3 == pytest.approx(evaluate(run, qrels, threshold=2)["MRR@10"])
+
+
 def test_report_files_on_the_seeds_index(tmp_path, searcher):
     queries = {"q1": "involuntary head tremor when nervous", "q2": "wrist twitches after lifting"}
     qrels = {"q1": {"x51ada141010324ba": 4, SEED_003: 2, SEED_000: 1}, "q2": {"xfb36333b9b8c8bd1": 4}}
@@ -64,6 +72,10 @@ def test_report_files_on_the_seeds_index(tmp_path, searcher):
     assert json.loads((tmp_path / "results.json").read_text())["meta"]["judged_queries"] == 2
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert "| default |" in (tmp_path / "results.md").read_text()
+    assert [doc for doc, _ in read_run(tmp_path / "default.run")["q1"]] == [h.id for h in searcher.search(queries["q1"], k=100)]
+    (tmp_path / "bad.run").write_text("q1 Q0 a 1 0.5\n")
+    with pytest.raises(ParseError, match="bad.run:1"):
+        read_run(tmp_path / "bad.run")
 
 
 def test_panel_recovery_on_the_seeds(searcher):
