@@ -242,10 +242,10 @@ class _Progress(TrainerCallback):
         self.budget, self.report = budget, report
         self.start = time.monotonic()
         self.loss = float("nan")
-        self.reserve = 0.0  # seconds kept for the last evaluation and the one after training
+        self.reserve = 0.0  # seconds kept for the last evaluation and the two after training (fine-tuned, blended)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        self.reserve = max(self.reserve, 2 * float((metrics or {}).get("eval_runtime", 0.0)))
+        self.reserve = max(self.reserve, 3 * float((metrics or {}).get("eval_runtime", 0.0)))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
