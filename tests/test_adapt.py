@@ -77,6 +77,7 @@ def test_refusals(tmp_path, corpus):
     (tmp_path / "not-a-model").mkdir()
     with pytest.raises(SimqaError, match=r"--base-weight: 1 is not in \[0, 1\)"):
         adapt(corpus, tmp_path / "model", base_weight=1)
+    assert main(["adapt", str(SEEDS), "--out", str(tmp_path / "model"), "--base-weight", "1.5", "--quiet"]) != 0
     with pytest.raises(SimqaError, match="not a sentence-transformers model directory"):
         adapt(corpus, tmp_path / "model", base=str(tmp_path / "not-a-model"))
     assert not (tmp_path / "model").exists() and (taken / "notes.txt").read_text() == "mine"
