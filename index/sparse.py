@@ -13,9 +13,10 @@ def columns_end_to_end(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray
                        scales: list[float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, weights, ends) of these columns end to end, column i's ending at ends[i]; each
     column's weights times its scale, if given."""
-    starts, stops = indptr[columns], indptr[np.add(columns, 1)]
-    rows = np.concatenate([indices[a:b] for a, b in zip(starts, stops)])
-    weights = np.concatenate([data[a:b] for a, b in zip(starts, stops)])
+    spans = [(indptr[c], indptr[c + 1]) for c in columns]  # a few columns: Python beats fancy indexing here
+    rows = np.concatenate([indices[a:b] for a, b in spans])
+    weights = np.concatenate([data[a:b] for a, b in spans])
+    lengths = [b - a for a, b in spans]
     if scales is not None:
-        weights = weights * np.repeat(scales, stops - starts)
-    return rows, weights, np.cumsum(stops - starts)
+        weights = weights * np.repeat(scales, lengths)
+    return rows, weights, np.cumsum(lengths)
