@@ -75,6 +75,8 @@ bench-relevance: $(STAMP)
 # tables beside the base model's, same run (benchmarks/adapt.py). Per seed: up to 30 min adapting and the
 # re-embedding of MedQuAD (about 30 min on 2 cores in fp32); needs the indexes bench-relevance builds.
 # SEEDS="0" for one seed; BENCHMARKS=all adds the question-only shapes (each corpus embedded again).
+# Each benchmark's default change against the base is printed with a 95% interval over its queries.
+# A blend weight is judged without training again by python -m benchmarks.adapt --blend-of MODEL_DIR.
 bench-adapt: $(STAMP)
 	$(BIN)/python -m benchmarks.adapt --suite $(SUITE) --base-index $(MEDQUAD_INDEX) --base-suite-index $(SUITE_INDEX) \
 		--cache $(BENCH_CACHE) --seeds $(or $(SEEDS),0 1) --max-minutes 30 --benchmarks $(or $(BENCHMARKS),liveqa-original liveqa-summary)
