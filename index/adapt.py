@@ -183,8 +183,7 @@ def validation_scores(model, consultations: list[Consultation], seed: int) -> di
     judging a model made from an adapted one (a blend at another weight, say) the same way."""
     st, _ = _libraries()
     held_out = split(consultations, seed)[1]
-    validation = [p for p in training_pairs(consultations) if p.consultation in held_out]
-    return {kind: round(_mrr(_evaluator(st, [p for p in validation if p.kind == kind], kind), model), 4) for kind in _counts(validation)}
+    return _scores(_kind_evaluators(st, training_pairs([c for c in consultations if c.id in held_out])), model)
 
 
 def _train(libraries, base_path: Path, train: list[Pair], validation: list[Pair], work: Path, report: AdaptReport,
@@ -198,9 +197,9 @@ def _train(libraries, base_path: Path, train: list[Pair], validation: list[Pair]
     set_seed(report.seed)
     model = st.SentenceTransformer(str(base_path), device="cpu")
     model.max_seq_length = min(report.max_seq_length, model.max_seq_length or report.max_seq_length)
-    evaluators = {kind: _evaluator(st, [p for p in validation if p.kind == kind], kind) for kind in report.validation_pairs}
+    evaluators = _kind_evaluators(st, validation)
     combined = _evaluator(st, validation, "validation")
-    report.validation_before = {kind: round(_mrr(e, model), 4) for kind, e in evaluators.items()}
+    report.validation_before = _scores(evaluators, model)
     data = datasets.Dataset.from_dict({"anchor": [p.anchor for p in train], "positive": [p.positive for p in train]})
     planned = math.ceil(len(train) / report.batch_size)
     if max_steps is not None:
@@ -223,10 +222,10 @@ def _train(libraries, base_path: Path, train: list[Pair], validation: list[Pair]
     report.steps = trainer.state.global_step
     report.stopped = report.stopped or ("early: validation stopped improving" if report.steps < planned else "planned steps done")
     report.loss = [(entry["step"], round(entry["loss"], 4)) for entry in trainer.state.log_history if "loss" in entry]
-    report.validation_trained = {kind: round(_mrr(e, model), 4) for kind, e in evaluators.items()}
+    report.validation_trained = _scores(evaluators, model)
     if report.base_weight:
         blend(model, base_path, report.base_weight)
-        report.validation_after = {kind: round(_mrr(e, model), 4) for kind, e in evaluators.items()}
+        report.validation_after = _scores(evaluators, model)
     else:
         report.validation_after = dict(report.validation_trained)
     model.save(str(work / "model"))
@@ -280,6 +279,16 @@ def _evaluator(st, pairs: list[Pair], name: str):
     corpus = {doc: text for text, doc in positives.items()}
     return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1],
                                          precision_recall_at_k=[10], map_at_k=[10], write_csv=False, batch_size=32)
+
+
+def _kind_evaluators(st, pairs: list[Pair]) -> dict:
+    """One evaluator per pair kind, as the model card reports validation."""
+    return {kind: _evaluator(st, [p for p in pairs if p.kind == kind], kind) for kind in _counts(pairs)}
+
+
+def _scores(evaluators: dict, model) -> dict[str, float]:
+    """Each evaluator's MRR@10 of the model, rounded as the card keeps it."""
+    return {kind: round(_mrr(e, model), 4) for kind, e in evaluators.items()}
 
 
 def _mrr(evaluator, model) -> float:
