@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-minutes", type=float, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS / "adapt")
+    parser.add_argument("--adapt-args", default="", metavar="OPTIONS",
+                        help="more options for simqa adapt, e.g. '--hard-negatives --batch-size 32' (with a --work of their own)")
     parser.add_argument("--blend-of", type=Path, metavar="MODEL_DIR",
                         help="no training: blend this unblended adapted model with its base (--base-weight) and judge that, as its seed")
     parser.add_argument("--base-weight", type=float, default=BASE_WEIGHT, help="with --blend-of: the base's share")
@@ -129,7 +132,8 @@ def main() -> None:
             adapt_seconds = blended(args.blend_of, model, args.base_weight, training)
         else:
             model = args.work / f"model-seed{seed}"
-            adapt_seconds = simqa("adapt", str(training), "--out", str(model), "--seed", str(seed), "--max-minutes", f"{args.max_minutes:g}")
+            adapt_seconds = simqa("adapt", str(training), "--out", str(model), "--seed", str(seed), "--max-minutes", f"{args.max_minutes:g}",
+                                  *shlex.split(args.adapt_args))
         indexes, index_seconds = {}, 0.0
         for corpus in corpora:
             indexes[corpus] = args.work / f"index-seed{seed}-{corpus}"

@@ -12,7 +12,10 @@ kinds of pairs are taken, each matching one dense signal of the index:
 
 The model trains with sentence-transformers' own trainer on MultipleNegativesRankingLoss: each
 pair's positive against the other pairs' positives in the batch (in-batch negatives; batches
-never hold the same anchor twice, as MedQuAD repeats templated questions). A validation split of
+never hold the same anchor twice, as MedQuAD repeats templated questions). With
+`hard_negatives`, each pair also carries the positive of another consultation that simqa's BM25
+ranks highest for its anchor (`with_hard_negatives`): a reply that shares the question's words
+but answers something else, which random batches seldom hold. A validation split of
 the corpus's own consultations (chosen by a hash of the id, never trained on) is scored before
 and while training (MRR@10 of each anchor's positive among the split's positives); training keeps
 the best checkpoint, stops when validation stops improving, and within `max_minutes`. The
@@ -34,16 +37,19 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
 
+from index.bm25 import FieldBM25
 from index.consultation import Consultation
 from index.embed import model_fingerprint, native_bf16, resolve_model
 from index.errors import SimqaError
 from index.passages import MAX_PASSAGES, PASSAGE_WORDS, passages
+from index.text import tokenize
 
 CARD = "adapt.json"
 MIN_PAIRS = 200  # fewer training pairs than this cannot move a model without overfitting it
@@ -53,6 +59,7 @@ REPLY_PASSAGES = 2  # passages of a reply paired with its question: the reply's 
 EVALUATIONS = 6  # validation runs over the planned steps (early stopping looks at these)
 BASE_WEIGHT = 0.5  # share of the base model's weights in the published one (WiSE-FT's untuned default; see blend)
 PATIENCE = 2  # evaluations without improvement before stopping
+NEGATIVE_DEPTH = 20  # BM25's best positives searched for an anchor's hard negatives
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Pair:
     anchor: str
     positive: str
     consultation: str  # id
+    negative: str = ""  # with_hard_negatives: another consultation's positive that BM25 ranks high for the anchor
 
 
 @dataclass
@@ -79,6 +87,7 @@ class AdaptReport:
     max_seq_length: int
     learning_rate: float
     base_weight: float = BASE_WEIGHT
+    hard_negatives: bool = False
     steps: int = 0
     planned_steps: int = 0
     stopped: str = ""
@@ -101,6 +110,33 @@ def training_pairs(consultations: list[Consultation]) -> list[Pair]:
         title = c.title.strip()
         if title and _folded(title) not in _folded(body):
             out.append(Pair("title->question", title, c.question_text(), c.id))
+    return out
+
+
+def with_hard_negatives(pairs: list[Pair]) -> list[Pair]:
+    """The pairs that BM25 finds a hard negative for, each with it: among the positives of the
+    same kind, the best BM25 match of the anchor that belongs to another consultation and to none
+    whose anchor is the same text (a site that repeats a question answers it in each place: those
+    replies would be false negatives). An anchor's successive pairs take successive candidates."""
+    out = []
+    for kind in _counts(pairs):
+        of_kind = [p for p in pairs if p.kind == kind]
+        texts = list(dict.fromkeys(p.positive for p in of_kind))
+        row = {text: n for n, text in enumerate(texts)}
+        owners: list[set[str]] = [set() for _ in texts]  # the consultations and folded anchors of each positive
+        for p in of_kind:
+            owners[row[p.positive]] |= {p.consultation, "\0" + _folded(p.anchor)}
+        bm25 = FieldBM25.build([tokenize(text) for text in texts])
+        asked: dict[tuple[str, str], list[Pair]] = {}
+        for p in of_kind:
+            asked.setdefault((p.consultation, p.anchor), []).append(p)
+        for (consultation, anchor), group in asked.items():
+            scores = bm25.scores(tokenize(anchor))
+            depth = min(NEGATIVE_DEPTH, len(texts))
+            best = np.argpartition(-scores, depth - 1)[:depth]
+            mine = {consultation, "\0" + _folded(anchor)}
+            candidates = [int(r) for r in best[np.argsort(-scores[best], kind="stable")] if scores[r] > 0 and not owners[r] & mine]
+            out += [replace(p, negative=texts[r]) for p, r in zip(group, candidates)]
     return out
 
 
@@ -139,12 +175,16 @@ def adapt(
     max_seq_length: int = 128,
     max_steps: int | None = None,
     base_weight: float = BASE_WEIGHT,
+    hard_negatives: bool = False,
     progress: bool = True,
 ) -> AdaptReport:
     """Adapt `base` (the bundled MiniLM by default) to these consultations and write the model to
     `out_dir`: the fine-tuned weights blended with the base's (`base_weight` of the base; 0 keeps
-    the fine-tuned model as it is). Returns what its model card says. `max_steps` caps the steps
-    (for tests)."""
+    the fine-tuned model as it is). With `hard_negatives`, trains on the pairs BM25 mines a hard
+    negative for (`with_hard_negatives`). Returns what its model card says. `max_steps` caps the
+    steps (for tests)."""
+    if batch_size < 2:
+        raise SimqaError(f"--batch-size: {batch_size} is too small; in-batch negatives need 2 pairs a step at least")
     if not 0 <= base_weight < 1:
         raise SimqaError(f"--base-weight: {base_weight:g} is not in [0, 1)")
     out_dir = Path(out_dir)
@@ -156,6 +196,8 @@ def adapt(
     pairs = training_pairs(consultations)
     train = [p for p in pairs if p.consultation in train_ids]
     validation = [p for p in pairs if p.consultation in validation_ids]
+    if hard_negatives:
+        train = with_hard_negatives(train)
     if len(train) < MIN_PAIRS or not validation:
         raise SimqaError(f"too small to adapt: {len(consultations)} consultations give {len(train)} training pairs and "
                          f"{len(validation)} validation pairs; at least {MIN_PAIRS} training pairs are needed (about "
@@ -165,7 +207,7 @@ def adapt(
     precision = "bf16" if native_bf16() else "fp32"
     report = AdaptReport(base_name, model_fingerprint(base_path), _corpus_sha256(consultations), len(consultations),
                          _counts(train), len(validation_ids), _counts(validation), seed, batch_size, max_seq_length,
-                         learning_rate, base_weight, precision=precision)
+                         learning_rate, base_weight, hard_negatives, precision=precision)
     work = out_dir.parent / f".{out_dir.name}.adapting-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     _remove_stale(out_dir)
@@ -200,7 +242,10 @@ def _train(libraries, base_path: Path, train: list[Pair], validation: list[Pair]
     evaluators = _kind_evaluators(st, validation)
     combined = _evaluator(st, validation, "validation")
     report.validation_before = _scores(evaluators, model)
-    data = datasets.Dataset.from_dict({"anchor": [p.anchor for p in train], "positive": [p.positive for p in train]})
+    columns = {"anchor": [p.anchor for p in train], "positive": [p.positive for p in train]}
+    if report.hard_negatives:
+        columns["negative"] = [p.negative for p in train]
+    data = datasets.Dataset.from_dict(columns)
     planned = math.ceil(len(train) / report.batch_size)
     if max_steps is not None:
         planned = min(planned, max_steps)
@@ -343,7 +388,8 @@ def _write_card(work: Path, report: AdaptReport) -> None:
     (model_dir / "ADAPT.md").write_text(
         f"# Adapted by `simqa adapt`\n\nBase model: {report.base} (fingerprint {report.base_fingerprint}). Corpus: "
         f"{report.consultations:,} consultations (SHA-256 {report.corpus_sha256[:16]}...), {report.validation_consultations:,} "
-        f"held out for validation (seed {report.seed}).\n\nTraining: MultipleNegativesRankingLoss, batch {report.batch_size}, "
+        f"held out for validation (seed {report.seed}).\n\nTraining: MultipleNegativesRankingLoss"
+        f"{' with a BM25-mined hard negative a pair' if report.hard_negatives else ''}, batch {report.batch_size}, "
         f"learning rate {report.learning_rate:g}, sequences of at most {report.max_seq_length} tokens, {report.precision}; "
         f"{report.steps} of {report.planned_steps} planned steps in {report.seconds / 60:.1f} min ({report.stopped}); "
         f"published weights: {report.base_weight:g} of the base's blended with the fine-tuned ones (WiSE-FT).\n\n"

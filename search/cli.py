@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     adapt.add_argument("--seed", type=int, default=0, help="seed of the validation split and of training")
     adapt.add_argument("--base-weight", type=float, default=None, metavar="W",
                        help="share of the base model's weights blended into the published one (default 0.5; 0: the fine-tuned model as is)")
+    adapt.add_argument("--hard-negatives", action="store_true",
+                       help="pair each question with another consultation's reply that BM25 ranks high for it, as a negative")
+    adapt.add_argument("--batch-size", type=int, default=64, metavar="N", help="pairs a training step")
     adapt.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
     adapt.add_argument("--quiet", action="store_true", help="no progress output")
     adapt.set_defaults(run=_adapt)
@@ -342,7 +345,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
     weight = BASE_WEIGHT if args.base_weight is None else args.base_weight
     report = adapt(_read(args), args.out, base=args.base, max_minutes=args.max_minutes, seed=args.seed, base_weight=weight,
-                   progress=not args.quiet)
+                   batch_size=args.batch_size, hard_negatives=args.hard_negatives, progress=not args.quiet)
     scores = ", ".join(f"{kind} {report.validation_before[kind]:.3f} -> {report.validation_after[kind]:.3f}" for kind in report.validation_after)
     print(f"adapted {report.base} on {sum(report.pairs.values()):,} pairs in {report.steps} steps ({report.seconds / 60:.1f} min, "
           f"{report.stopped}); validation MRR@10: {scores}; wrote {args.out} (simqa index --model {args.out})")

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.liveqa import QRELS, load_queries
 from benchmarks.medquad import load_medquad
-from index.adapt import BASE_WEIGHT, CARD, MIN_PAIRS, adapt, blend, split, training_pairs, validation_scores
+from index.adapt import BASE_WEIGHT, CARD, MIN_PAIRS, adapt, blend, split, training_pairs, validation_scores, with_hard_negatives
 from index.consultation import Consultation
 from index.embed import Encoder, resolve_model
 from index.errors import SimqaError
@@ -50,6 +50,21 @@ def test_pairs_are_question_to_reply_and_titles_that_add_words():
     assert [(p.kind, p.consultation) for p in pairs] == [("question->reply", "a"), ("title->question", "a")]
     assert pairs[0].anchor == "My neck muscles twitch when I am nervous." and pairs[0].positive == "Stress can cause fasciculations."
     assert pairs[1].anchor == "Twitching neck" and pairs[1].positive == consultations[0].question_text()
+
+
+def test_a_hard_negative_is_the_best_bm25_match_of_another_question():
+    consultations = [
+        Consultation(id="a", title="", question="My neck muscles twitch when I am nervous.", reply="Stress can cause fasciculations."),
+        Consultation(id="b", title="", question="My neck muscles twitch when I am nervous.", reply="Nervous neck muscles twitch, harmless."),
+        Consultation(id="c", title="", question="Why do my muscles twitch?", reply="Eye muscles twitch when you are nervous or tired."),
+        Consultation(id="d", title="", question="Is high eye pressure glaucoma?", reply="Glaucoma damages the optic nerve."),
+    ] + [Consultation(id=f"v{n}", title="", question=f"Which foods hold vitamin {v}?", reply=f"Vitamin {v} is in many foods.")
+         for n, v in enumerate("ABCDEK")]  # a collection where the words above are rare (Robertson's idf is 0 for half of it)
+    negatives = {p.consultation: p.negative for p in with_hard_negatives(training_pairs(consultations))}
+    # b asks a's question word for word, so its reply (the closest) answers a too: skipped, c's taken
+    assert negatives["a"] == negatives["b"] == "Eye muscles twitch when you are nervous or tired."
+    assert negatives["c"] == "Nervous neck muscles twitch, harmless."
+    assert negatives["d"] == "Eye muscles twitch when you are nervous or tired."
 
 
 def test_the_validation_split_is_stable_and_apart(corpus):
@@ -121,9 +136,10 @@ def test_validation_scores_of_a_published_model_are_its_cards(adapted, corpus):
 
 def test_adapting_again_replaces_an_adapted_model(adapted, corpus):
     before = (adapted / "model.safetensors").stat().st_mtime_ns
-    adapt(corpus, adapted, max_steps=1, batch_size=16, seed=3, base_weight=0, progress=False)
+    adapt(corpus, adapted, max_steps=1, batch_size=16, seed=3, base_weight=0, hard_negatives=True, progress=False)
     card = json.loads((adapted / CARD).read_text())
     assert card["seed"] == 3 and card["base_weight"] == 0 and card["validation_after"] == card["validation_trained"]
+    assert card["hard_negatives"] and "hard negative" in (adapted / "ADAPT.md").read_text()
     assert (adapted / "model.safetensors").stat().st_mtime_ns != before
     assert not list(adapted.parent.glob(f".{adapted.name}.*"))
 
