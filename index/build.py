@@ -50,6 +50,7 @@ class BuildConfig:
     vectors: Path | None = None  # a directory of precomputed vectors in Parquet (index/vector_files.py)
     shard: ShardOf | None = None  # set by index/sharded.py for each shard it writes
     topics: list[topics.Topic] | None = None  # a topics file's (index/topics.py); None: kept as the index has them, or gathered
+    recorded_fingerprint: str | None = None  # set by updates: the model fingerprint their index records, kept as it is
 
     def ray_runner(self) -> RayRunner | None:
         """The Ray runner these options ask for (`ray` set), joining the cluster; None without."""
@@ -114,7 +115,7 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
     if config.vectors is not None:
         vector_files.remember(encoder, consultations, config.vectors, config.passage_words, config.max_passages, config.progress)
     listed = None if config.shard is not None else chosen_topics(lambda: consultations, config, target, encoder)
-    digest = _content_digest(consultations, config, encoder.fingerprint, listed)
+    digest = _content_digest(consultations, config, config.recorded_fingerprint or encoder.fingerprint, listed)
     unchanged = _current_manifest(target)
     if unchanged is not None and unchanged.parameters.get("content_sha256") == digest:
         stages.start("unchanged", "the index already holds exactly these consultations: nothing to write")
@@ -204,7 +205,7 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
                             None if shard is None else shard.vectors)
     manifest = Manifest(
         model=encoder.name,
-        model_fingerprint=encoder.fingerprint,
+        model_fingerprint=config.recorded_fingerprint or encoder.fingerprint,
         dimension=encoder.dimension,
         counts={
             "consultations": len(consultations),

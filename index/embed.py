@@ -37,6 +37,8 @@ CACHE_CHUNK = 4096  # texts encoded between two cache writes
 # against 7 ms on torch); bigger batches go to torch, faster there from about 16 texts
 # (benchmarks/README.md, "Encoder backends").
 ONNX_BELOW = 16
+
+SAMPLED_BLOCKS, BLOCK_BYTES = 64, 4096  # read from each weights file by model_fingerprint
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -52,10 +54,15 @@ def resolve_model(model: str | None) -> tuple[str, Path]:
     return str(path), path
 
 
-def model_fingerprint(path: Path) -> str:
-    """A cheap identity of a model directory: file names and sizes, and the JSON configs' bytes.
+def model_fingerprint(path: Path, weights: bool = True) -> str:
+    """A cheap identity of a model directory: file names and sizes, the JSON configs' bytes, and
+    `SAMPLED_BLOCKS` blocks read evenly across every other file (the weights).
 
-    Two different models differ here without hashing hundreds of MB of weights.
+    Fine-tuning moves every tensor, so two models that differ in weights differ in every sampled
+    block, and a model saved over another (same files, same sizes) is told apart: its cached
+    vectors and ONNX export are not the other's, and an index refuses it. 256 KiB read per
+    weights file, not hundreds of MB. `weights=False` gives the form indexes written before the
+    blocks were read record (names, sizes, JSON), which Manifest.check_model still accepts.
     """
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
@@ -64,7 +71,21 @@ def model_fingerprint(path: Path) -> str:
         digest.update(f"{rel}\0{size}\0".encode())
         if file.suffix == ".json" and size < 1_000_000:
             digest.update(file.read_bytes())
+        elif weights:
+            digest.update(_sampled_blocks(file, size))
     return digest.hexdigest()[:16]
+
+
+def _sampled_blocks(file: Path, size: int) -> bytes:
+    """The file's bytes if small, else SAMPLED_BLOCKS blocks at even offsets, first and last included."""
+    with open(file, "rb") as handle:
+        if size <= SAMPLED_BLOCKS * BLOCK_BYTES:
+            return handle.read()
+        blocks = []
+        for n in range(SAMPLED_BLOCKS):
+            handle.seek(n * (size - BLOCK_BYTES) // (SAMPLED_BLOCKS - 1))
+            blocks.append(handle.read(BLOCK_BYTES))
+        return b"".join(blocks)
 
 
 def native_bf16() -> bool:

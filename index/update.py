@@ -82,6 +82,10 @@ class Change:
                          max_passages=params["max_passages"], vector_index=params.get("vector_index_choice", "auto"))
         encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=self.manifest.dimension,
                           precision=config.precision)
+        # The model directory may hold other weights than at the build (adapted again, say): new
+        # vectors from them beside the old ones would answer wrongly, so refuse.
+        self.manifest.check_model(encoder.name, encoder.model_path)
+        config = replace(config, recorded_fingerprint=self.manifest.model_fingerprint)
         texts = embedded_texts(self.before, config.passage_words, config.max_passages)
         question_vectors, reply_vectors = Segment.load_vectors(self.generation)
         encoder.remember(texts.questions, question_vectors)

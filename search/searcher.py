@@ -24,7 +24,7 @@ import numpy as np
 
 from index import generations, sharded
 from index.consultation import Consultation, valid_unicode
-from index.embed import Encoder, model_fingerprint, resolve_model, threads
+from index.embed import Encoder, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
 from index.text import tokenize
@@ -113,7 +113,7 @@ class Searcher:
                 manifest = Manifest.read(generation)
                 manifest.verify(generation, full=verify)
                 name, path = resolve_model(model if model is not None else manifest.model)
-                manifest.check_model(name, model_fingerprint(path))
+                manifest.check_model(name, path)
                 parts = sharded.shard_generations(directory, manifest, verify) if sharded.is_sharded(manifest) else [(generation, manifest)]
                 reuse = encoder if encoder is not None and encoder.fingerprint == manifest.model_fingerprint else None
                 return cls(directory, generation, manifest, [shard(n, g, m) for n, (g, m) in enumerate(parts)], name, reuse,

