@@ -183,6 +183,8 @@ def adapt(
     the fine-tuned model as it is). With `hard_negatives`, trains on the pairs BM25 mines a hard
     negative for (`with_hard_negatives`). Returns what its model card says. `max_steps` caps the
     steps (for tests)."""
+    if not learning_rate > 0:
+        raise SimqaError(f"--learning-rate: {learning_rate:g} is not positive")
     if batch_size < 2:
         raise SimqaError(f"--batch-size: {batch_size} is too small; in-batch negatives need 2 pairs a step at least")
     if not 0 <= base_weight < 1:

@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     adapt.add_argument("--hard-negatives", action="store_true",
                        help="pair each question with another consultation's reply that BM25 ranks high for it, as a negative")
     adapt.add_argument("--batch-size", type=int, default=64, metavar="N", help="pairs a training step")
+    adapt.add_argument("--learning-rate", type=float, default=5e-5, metavar="LR", help="the optimizer's peak learning rate")
     adapt.add_argument("--skip-bad", action="store_true", help="skip bad files and lines, report them, go on")
     adapt.add_argument("--quiet", action="store_true", help="no progress output")
     adapt.set_defaults(run=_adapt)
@@ -345,7 +346,8 @@ def _adapt(args: argparse.Namespace) -> int:
 
     weight = BASE_WEIGHT if args.base_weight is None else args.base_weight
     report = adapt(_read(args), args.out, base=args.base, max_minutes=args.max_minutes, seed=args.seed, base_weight=weight,
-                   batch_size=args.batch_size, hard_negatives=args.hard_negatives, progress=not args.quiet)
+                   batch_size=args.batch_size, learning_rate=args.learning_rate, hard_negatives=args.hard_negatives,
+                   progress=not args.quiet)
     scores = ", ".join(f"{kind} {report.validation_before[kind]:.3f} -> {report.validation_after[kind]:.3f}" for kind in report.validation_after)
     print(f"adapted {report.base} on {sum(report.pairs.values()):,} pairs in {report.steps} steps ({report.seconds / 60:.1f} min, "
           f"{report.stopped}); validation MRR@10: {scores}; wrote {args.out} (simqa index --model {args.out})")

@@ -93,6 +93,10 @@ def test_refusals(tmp_path, corpus):
     with pytest.raises(SimqaError, match=r"--base-weight: 1 is not in \[0, 1\)"):
         adapt(corpus, tmp_path / "model", base_weight=1)
     assert main(["adapt", str(SEEDS), "--out", str(tmp_path / "model"), "--base-weight", "1.5", "--quiet"]) != 0
+    with pytest.raises(SimqaError, match="--batch-size: 1 is too small"):
+        adapt(corpus, tmp_path / "model", batch_size=1)
+    with pytest.raises(SimqaError, match="--learning-rate: 0 is not positive"):
+        adapt(corpus, tmp_path / "model", learning_rate=0)
     with pytest.raises(SimqaError, match="not a sentence-transformers model directory"):
         adapt(corpus, tmp_path / "model", base=str(tmp_path / "not-a-model"))
     assert not (tmp_path / "model").exists() and (taken / "notes.txt").read_text() == "mine"
