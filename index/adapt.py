@@ -15,7 +15,9 @@ pair's positive against the other pairs' positives in the batch (in-batch negati
 never hold the same anchor twice, as MedQuAD repeats templated questions). With
 `hard_negatives`, each pair also carries the positive of another consultation that simqa's BM25
 ranks highest for its anchor (`with_hard_negatives`): a reply that shares the question's words
-but answers something else, which random batches seldom hold. A validation split of
+but answers something else, which random batches seldom hold. Off by default: on MedQuAD those
+are mostly the same disease's replies to its other questions, and the model trained on them
+ranked LiveQA-Med's answers worse (benchmarks/results/adapt/run5-hard-negatives). A validation split of
 the corpus's own consultations (chosen by a hash of the id, never trained on) is scored before
 and while training (MRR@10 of each anchor's positive among the split's positives); training keeps
 the best checkpoint, stops when validation stops improving, and within `max_minutes`. The
