@@ -132,9 +132,9 @@ def with_hard_negatives(pairs: list[Pair]) -> list[Pair]:
         asked: dict[tuple[str, str], list[Pair]] = {}
         for p in of_kind:
             asked.setdefault((p.consultation, p.anchor), []).append(p)
+        depth = min(NEGATIVE_DEPTH, len(texts))
         for (consultation, anchor), group in asked.items():
             scores = bm25.scores(tokenize(anchor))
-            depth = min(NEGATIVE_DEPTH, len(texts))
             best = np.argpartition(-scores, depth - 1)[:depth]
             mine = {consultation, "\0" + _folded(anchor)}
             candidates = [int(r) for r in best[np.argsort(-scores[best], kind="stable")] if scores[r] > 0 and not owners[r] & mine]
