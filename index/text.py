@@ -20,6 +20,9 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 TOKENIZER = "nfkc/word-lower/stop-en-plus/snowball-english"
 WORD = re.compile(r"\w+")  # a word: a run of letters, digits and underscores (snippets match query words by it)
+# ASCII text's words without the regex (2.5x faster): every ASCII character \w does not match
+# becomes a space, and str.split cuts there.
+_ASCII_GAPS = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
 _STOPWORDS = frozenset(STOPWORDS_EN_PLUS)
 _local = threading.local()  # PyStemmer objects are not thread-safe: one per thread
 
@@ -29,21 +32,27 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(_words(text))
 
 
-def token_sets(texts: list[str]) -> list[set[str]]:
-    """Each text's distinct tokens, as set(tokenize(text)) has them, each distinct word of all
-    the texts stemmed once (a hit's shown text repeats its words, and hits share theirs)."""
-    words = [set(WORD.findall(_folded(text))) - _STOPWORDS for text in texts]
-    vocabulary = list(set().union(*words))
-    stems = dict(zip(vocabulary, _stemmer().stemWords(vocabulary)))
-    return [{stems[w] for w in ws} for ws in words]
+def tokens_among(texts: list[str], wanted: set[str]) -> list[set[str]]:
+    """Each text's tokens that are in `wanted`, as set(tokenize(text)) & wanted has them: each
+    distinct word of all the texts stemmed once (a hit's shown text repeats its words, and hits
+    share theirs), and only the few words whose stem is wanted looked up per text."""
+    words = [set(_word_list(_folded(text))) for text in texts]
+    vocabulary = list(set().union(*words) - _STOPWORDS)
+    found = {word: stem for word, stem in zip(vocabulary, _stemmer().stemWords(vocabulary)) if stem in wanted}
+    return [{found[word] for word in ws.intersection(found)} for ws in words]
 
 
 def word_tokens(words: list[str]) -> dict[str, str]:
     """The first token of each word as tokenize(word) makes it (a stop word has none and is left
-    out), the words stemmed in one call."""
+    out), the words stemmed in one call. An ASCII word of letters and digits is its own
+    lower-cased word: no NFKC, no regex."""
     firsts = {}
     for word in words:
-        pieces = _words(word)
+        if word.isascii() and word.isalnum():
+            lowered = word.lower()
+            pieces = [] if lowered in _STOPWORDS else [lowered]
+        else:
+            pieces = _words(word)
         if pieces:
             firsts[word] = pieces[0]
     return dict(zip(firsts, _stemmer().stemWords(list(firsts.values()))))
@@ -51,7 +60,12 @@ def word_tokens(words: list[str]) -> dict[str, str]:
 
 def _words(text: str) -> list[str]:
     """The words of a text that are not stop words, NFKC-normalised and lower-cased, unstemmed."""
-    return [w for w in WORD.findall(_folded(text)) if w not in _STOPWORDS]
+    return [w for w in _word_list(_folded(text)) if w not in _STOPWORDS]
+
+
+def _word_list(folded: str) -> list[str]:
+    """WORD.findall(folded), through _ASCII_GAPS when the text is ASCII."""
+    return folded.translate(_ASCII_GAPS).split() if folded.isascii() else WORD.findall(folded)
 
 
 def _folded(text: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from index.consultation import normalize_space
-from index.text import WORD, token_sets, word_tokens
+from index.text import WORD, tokens_among, word_tokens
 
 EXCERPT_CHARS = 200
 ELLIPSIS = "..."
@@ -30,4 +30,5 @@ def matched_terms(query: str, texts: list[str]) -> list[list[str]]:
     Each distinct word is stemmed once, the query's and all the texts' together in two calls.
     """
     words = word_tokens(list(dict.fromkeys(WORD.findall(query.lower()))))
-    return [[word for word, stem in words.items() if stem in present] for present in token_sets(texts)]
+    present = tokens_among(texts, set(words.values()))
+    return [[word for word, stem in words.items() if stem in stems] for stems in present]

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from index.consultation import normalize_space
-from index.text import token_sets, tokenize
+from index.text import tokens_among, tokenize, word_tokens
 from search.snippets import excerpt, matched_terms
 
 
@@ -31,8 +31,20 @@ def test_matched_terms_are_query_words_by_stem():
     assert matched_terms("My muscles are twitching, twitching", texts) == [["muscles", "twitching"], [], ["twitching"]]
 
 
-@given(st.lists(st.text(alphabet=st.sampled_from("aeiost TWxyz\u00e9\u0301\ufb01\uff28_1-\n"), max_size=60), max_size=6))
-def test_each_texts_token_set_is_that_of_its_tokens(texts):
-    """token_sets (hits' matched terms) stems each distinct word once and skips NFKC for ASCII
-    texts: what it finds must be what the BM25 tokenizer makes of each text."""
-    assert token_sets(texts) == [set(tokenize(text)) for text in texts]
+ALPHABET = st.sampled_from("aeiost TWxyz\u00e9\u0301\ufb01\uff28_1-\n")
+
+
+@given(st.lists(st.text(alphabet=ALPHABET, max_size=60), max_size=6), st.text(alphabet=ALPHABET, max_size=60))
+def test_each_texts_wanted_tokens_are_those_of_its_tokens(texts, query):
+    """tokens_among (hits' matched terms) stems each distinct word once, skips NFKC for ASCII
+    texts and looks up only wanted words: what it finds must be what the BM25 tokenizer makes
+    of each text, among the query's tokens."""
+    wanted = set(tokenize(query)) | ({tokenize(texts[0])[0]} if texts and tokenize(texts[0]) else set())
+    assert tokens_among(texts, wanted) == [set(tokenize(text)) & wanted for text in texts]
+
+
+@given(st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=12), max_size=8))
+def test_a_words_token_is_its_first_as_tokenize_makes_it(words):
+    """word_tokens' shortcut for ASCII words must agree with the tokenizer."""
+    expected = {w: tokenize(w)[0] for w in words if tokenize(w)}
+    assert word_tokens(words) == expected
