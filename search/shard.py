@@ -461,19 +461,24 @@ def _top_units(ids: np.ndarray, values: np.ndarray, limit: int) -> tuple[np.ndar
 
 def _top_rows(scores: Scores, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """_top_units of the rows with a positive score (`Scores`, whose rows from a bound may include
-    a few below it): the rows in order and their scores. At 1M rows a query's terms match a fifth of them, too many to partition; an even
-    sample of about sqrt(limit * rows) scores gives a bound that the `limit`-th best score is at or
-    above (the sample's own `limit`-th best), and only the rows at or above it are ranked: 0.87 ms
-    instead of 1.73 at 1M synthetic rows, but 74 µs instead of 50 at MedQuAD's 47k, so only from
-    SAMPLED_TOP_MIN rows."""
-    step = max(1, int(np.sqrt(len(scores) / max(limit, 1)))) if len(scores) >= SAMPLED_TOP_MIN else 1
-    sample = scores[::step]
-    sample = sample[sample > 0]  # np.partition slows 25x on the zeros of the rows no term matched (0.70 ms, not 0.03)
-    bound = np.partition(sample, len(sample) - limit)[len(sample) - limit] if step > 1 and len(sample) >= limit else 0.0
+    a few below it): the rows in order and their scores. From SAMPLED_TOP_MIN rows only those at
+    or above a sampled bound are ranked (_sampled_bound); below, every matching row is."""
+    bound = _sampled_bound(scores, limit) if len(scores) >= SAMPLED_TOP_MIN else 0.0
     rows = scores.rows_from(bound) if bound > 0 else scores.positive_rows()
     values = scores[rows]
     positive = values > 0
     return _top_units(rows[positive], values[positive], limit)
+
+
+def _sampled_bound(scores: Scores, limit: int) -> float:
+    """A score the `limit`-th best is at or above (0.0: none found). At 1M rows a query's terms
+    match a fifth of them, too many to partition; the `limit`-th best of an even sample of about
+    sqrt(limit * rows) scores is such a bound: 0.87 ms instead of 1.73 at 1M synthetic rows, but
+    74 µs instead of 50 at MedQuAD's 47k, hence SAMPLED_TOP_MIN."""
+    step = max(1, int(np.sqrt(len(scores) / max(limit, 1))))
+    sample = scores[::step]
+    sample = sample[sample > 0]  # np.partition slows 25x on the zeros of the rows no term matched (0.70 ms, not 0.03)
+    return np.partition(sample, len(sample) - limit)[len(sample) - limit] if step > 1 and len(sample) >= limit else 0.0
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
