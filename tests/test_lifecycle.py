@@ -330,3 +330,12 @@ def test_a_changed_vector_graph_setting_rebuilds_an_unchanged_corpus(tmp_path, e
     again = build_index(seeds, tmp_path / "idx", config(), encoder=encoder)
     assert again.parameters["content_sha256"] != first.parameters["content_sha256"]
     assert generations.current(tmp_path / "idx").name == "gen-00000002"
+
+
+def test_an_index_whose_path_holds_uri_characters_opens_and_answers(tmp_path, encoder):
+    """The store opens by a file: URI (index/store.py), where an unquoted '?' or '#' would cut the path."""
+    directory = tmp_path / "odd ?name#1%20"
+    build_index(read_sources([SEEDS]).consultations, directory, config(), encoder=encoder)
+    searcher = Searcher.open(directory, encoder=encoder)
+    assert searcher.get(SEED_000).id == SEED_000
+    assert searcher.search("neck muscles twitch", k=1, mode="bm25")[0].id
