@@ -87,16 +87,19 @@ class Manifest:
             if (full or status.st_mtime_ns != entry.get("mtime_ns")) and sha256_of(path) != entry["sha256"]:
                 raise IndexFormatError(f"{path}: checksum differs from the manifest's; the index is damaged, rebuild it")
 
-    def check_model(self, model: str, path: Path) -> None:
+    def check_model(self, model: str, path: Path) -> str:
         """Refuse a model other than the one the index was built with: `model` names it, `path`
-        is its directory. Indexes written before model fingerprints sampled the weights record
-        the form without them (index.embed.model_fingerprint), accepted too."""
+        is its directory; returns the directory's fingerprint (a loaded encoder of it is the
+        model's when their fingerprints are equal). Indexes written before model fingerprints
+        sampled the weights record the form without them (index.embed.model_fingerprint),
+        accepted too."""
         fingerprint = model_fingerprint(path)
         if self.model_fingerprint != fingerprint and self.model_fingerprint != model_fingerprint(path, weights=False):
             raise IndexFormatError(
                 f"index was built with model {self.model} (fingerprint {self.model_fingerprint}), "
                 f"not {model} (fingerprint {fingerprint}); use the same model or rebuild the index"
             )
+        return fingerprint
 
     def check_dimension(self, dimension: int) -> None:
         if dimension != self.dimension:

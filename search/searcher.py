@@ -113,9 +113,10 @@ class Searcher:
                 manifest = Manifest.read(generation)
                 manifest.verify(generation, full=verify)
                 name, path = resolve_model(model if model is not None else manifest.model)
-                manifest.check_model(name, path)
+                fingerprint = manifest.check_model(name, path)
                 parts = sharded.shard_generations(directory, manifest, verify) if sharded.is_sharded(manifest) else [(generation, manifest)]
-                reuse = encoder if encoder is not None and encoder.fingerprint == manifest.model_fingerprint else None
+                # (an index of the fingerprint's older form records another string for the same model)
+                reuse = encoder if encoder is not None and encoder.fingerprint == fingerprint else None
                 return cls(directory, generation, manifest, [shard(n, g, m) for n, (g, m) in enumerate(parts)], name, reuse,
                            query_vectors)
             except (IndexFormatError, FileNotFoundError):

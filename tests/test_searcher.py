@@ -11,7 +11,7 @@ import pytest
 
 from index import BuildConfig, build_index, generations
 from index.consultation import Consultation
-from index.embed import model_fingerprint
+from index.embed import Encoder, model_fingerprint
 from index.errors import IndexFormatError, SimqaError
 from index.readers import read_sources
 from search import MODES, Fusion, Searcher
@@ -142,6 +142,13 @@ def test_an_index_recording_the_fingerprint_without_weights_still_opens(seeds_in
     directory = copy_index(seeds_index, tmp_path)
     edit_manifest(directory, model_fingerprint=model_fingerprint(encoder.model_path, weights=False))
     assert [h.id for h in Searcher.open(directory).search(QUERY)] == [h.id for h in Searcher.open(seeds_index).search(QUERY)]
+    assert Searcher.open(directory, encoder=encoder).query_encoder() is encoder  # the model's own encoder is reused
+
+
+def test_a_passed_encoder_of_other_weights_is_not_reused(seeds_index, tmp_path, encoder):
+    """The index names the model directory; an encoder loaded from other weights is not its model."""
+    other = Encoder(str(other_weights(encoder, tmp_path / "other-weights")), precision="fp32")
+    assert Searcher.open(seeds_index, encoder=other).query_encoder() is not other
 
 
 def test_other_dimension_is_refused_when_the_model_loads(seeds_index, tmp_path):
