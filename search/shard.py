@@ -414,14 +414,15 @@ class Shard:
 
     def reply_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Best passage cosine of each row's reply (NaN for a row without reply text)."""
-        starts, ends = self.reply_offsets[rows], self.reply_offsets[rows + 1]
-        lengths = ends - starts
+        starts = self.reply_offsets[rows]
+        lengths = self.reply_offsets[rows + 1] - starts
+        ends = np.cumsum(lengths)
         out = np.full(len(rows), np.nan)
-        if not lengths.sum():
+        if not len(ends) or not ends[-1]:
             return out
-        group_starts = np.cumsum(lengths) - lengths
-        index = np.arange(lengths.sum()) - np.repeat(group_starts, lengths) + np.repeat(starts, lengths)
-        cosines = inner_products(self.reply_vectors, vector, index)
+        group_starts = ends - lengths
+        # each row's passages in turn: passage j of a row is starts + j, its place in `cosines` group_starts + j
+        cosines = inner_products(self.reply_vectors, vector, np.arange(ends[-1]) + np.repeat(starts - group_starts, lengths))
         filled = lengths > 0
         out[filled] = np.maximum.reduceat(cosines, group_starts[filled])
         return out
