@@ -111,9 +111,9 @@ class DocumentStore:
             raise IndexFormatError(f"{path}: document store missing")
         self.path = path
         # immutable: a generation's files never change once published (index/generations.py), so
-        # SQLite may skip the file lock and change check it makes around every statement (two
-        # system calls and a page read: 27 -> 13 µs a query's read of 3 rows; a sharded index
-        # makes one such read per shard holding a hit). as_uri quotes a path's '?' and '#'.
+        # SQLite may skip the file lock and change check it makes around every statement (system
+        # calls: 27 -> 13 µs a query's read of 3 rows; a sharded index makes one such read per
+        # shard holding a hit). as_uri quotes a path's '?' and '#'.
         self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         self._lock = threading.Lock()  # one connection shared by request threads
         try:

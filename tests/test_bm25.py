@@ -4,6 +4,8 @@ import re
 
 import numpy as np
 import pytest
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 from hypothesis import given
 from hypothesis import strategies as st
 import scipy.sparse as sp
@@ -97,9 +99,6 @@ def test_text_is_nfkc_normalised_before_tokenising():
 @given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
 def test_ascii_text_is_cut_into_words_as_the_word_pattern_cuts_it(text):
     """ASCII text skips the regex (index/text.py, _ASCII_GAPS): the same words as \\w+ finds."""
-    from bm25s.stopwords import STOPWORDS_EN_PLUS
-    import Stemmer
-
     words = [w for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS_EN_PLUS]
     assert tokenize(text) == Stemmer.Stemmer("english").stemWords(words)
 
