@@ -194,7 +194,10 @@ class _Search:
     with other queries' or shards') instead of waiting for it."""
 
     def __init__(self, run: Callable[[], np.ndarray]) -> None:
-        self._run, self._claim, self._done = run, threading.Lock(), threading.Event()
+        # `_done` is held until the search has run: a lock, not an Event, which is a Condition
+        # and two locks built in Python for each of a query's searches.
+        self._run, self._claim, self._done = run, threading.Lock(), threading.Lock()
+        self._done.acquire()
         self._value: np.ndarray | None = None
         self._error: BaseException | None = None
 
@@ -206,11 +209,12 @@ class _Search:
         except BaseException as error:  # raised again in the caller, by result()
             self._error = error
         finally:
-            self._done.set()
+            self._done.release()
 
     def result(self) -> np.ndarray:
         self()
-        self._done.wait()
+        with self._done:  # waits for whichever thread runs it
+            pass
         if self._error is not None:
             raise self._error
         return self._value

@@ -204,6 +204,33 @@ def test_vector_searches_on_the_helper_thread_rank_as_searches_in_turn(searcher,
     assert threads  # the helper was asked for every query
 
 
+def test_a_search_runs_once_on_whichever_thread_comes_first_and_its_error_reaches_the_caller():
+    """search/shard.py's _Search: a caller whose search a helper has begun waits for it, rather
+    than running it again; a search that fails raises in the caller."""
+    import threading
+
+    from search.shard import _Search
+
+    runs, started, release = [], threading.Event(), threading.Event()
+
+    def slow():
+        runs.append(threading.current_thread().name)
+        started.set()
+        release.wait(5)
+        return np.arange(3)
+
+    task = _Search(slow)
+    helper = threading.Thread(target=task, name="helper")
+    helper.start()
+    started.wait(5)
+    threading.Timer(0.05, release.set).start()
+    assert task.result().tolist() == [0, 1, 2] and runs == ["helper"]
+    assert task.result().tolist() == [0, 1, 2]  # read again
+    helper.join()
+    with pytest.raises(ZeroDivisionError):
+        _Search(lambda: 1 / 0).result()
+
+
 def test_concurrent_queries_match_sequential_ones(searcher):
     """Request threads share one Searcher: the tokenizer, store and indexes must stay consistent."""
     from concurrent.futures import ThreadPoolExecutor
