@@ -98,6 +98,14 @@ def test_a_shard_searches_its_graph_with_less_effort_and_one_index_with_the_buil
     assert vectors.ef_search(index, 4) == vectors.HNSW_EF_SEARCH // 4 and vectors.ef_search(index) == vectors.HNSW_EF_SEARCH
     compressed = vectors.build(data, vectors.COMPRESSED)  # fewer links, searched deeper
     assert compressed.hnsw.nb_neighbors(0) == 2 * vectors.COMPRESSED_M and vectors.ef_search(compressed) == vectors.COMPRESSED_EF_SEARCH
+    # an unfiltered search's parameters are made once per index and share; a filter's are its own
+    assert vectors.search_parameters(index, 4) is vectors.search_parameters(index, 4)
+    assert vectors.search_parameters(index, 4).efSearch == vectors.HNSW_EF_SEARCH // 4
+    assert vectors.search_parameters(index).efSearch == vectors.HNSW_EF_SEARCH
+    allowed = np.zeros(5000, dtype=bool)
+    allowed[:2500] = True
+    assert vectors.search_parameters(index, 4, allowed) is not vectors.search_parameters(index, 4, allowed)
+    assert set(vectors.search(index, data, data[4000], 10, allowed)[1]) <= set(range(2500))
 
 
 def test_inner_products_on_this_thread_match_numpy_and_do_not_depend_on_the_rows_alongside():
