@@ -23,7 +23,7 @@ from index.embed import model_fingerprint
 from index.errors import IndexFormatError
 from index.text import TOKENIZER
 
-FORMAT_VERSION = 4  # 4: the store's ids and question hashes in .npy; 3: the store has filter columns; 2: generations (index/generations.py); 1 had the files at the top
+FORMAT_VERSION = 5  # 5: the store holds each consultation's snippet (index/snippets.py); 4: the store's ids and question hashes in .npy; 3: the store has filter columns; 2: generations (index/generations.py); 1 had the files at the top
 MANIFEST = "manifest.json"
 
 

@@ -1,7 +1,8 @@
 """The document store: consultations in SQLite, one row per consultation, rows in index order.
 
 Row numbers are the local positions used by BM25 and FAISS; `id` is the global id that appears in
-results, so an index can be one shard of many. Each consultation is stored as JSON (no pickle).
+results, so an index can be one shard of many. Each consultation is stored as JSON (no pickle),
+and beside it what a hit shows of it (index/snippets.py), which is all a query's hits read.
 What every query needs of every row lives beside it in .npy files, memory-mapped on open so that
 opening does not grow with the collection: the ids in row order, the ids sorted with their rows
 (an id's row by binary search), the question hashes (duplicates), and the columns filters
@@ -21,6 +22,7 @@ import numpy as np
 from index.consultation import Consultation, iso_date, normalize_space
 from index.errors import IndexFormatError
 from index.filter_columns import FILTERS, FilterColumns
+from index.snippets import Snippet
 
 SCHEMA = """
 CREATE TABLE consultations (
@@ -31,7 +33,8 @@ CREATE TABLE consultations (
     ask_date TEXT NOT NULL,
     source_file TEXT NOT NULL,
     question_hash INTEGER NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    snippet TEXT NOT NULL
 )
 """
 
@@ -57,10 +60,10 @@ def write_store(path: Path, consultations: list[Consultation]) -> None:
     with sqlite3.connect(path) as db:
         db.execute(SCHEMA)
         db.executemany(
-            "INSERT INTO consultations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO consultations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (row, c.id, c.department, c.doctor, iso_date(c.ask_date), source_file(c.source), question_hash(c.question),
-                 json.dumps(c.to_dict(), ensure_ascii=False))
+                 json.dumps(c.to_dict(), ensure_ascii=False), Snippet.of(c).to_json())
                 for row, c in enumerate(consultations)
             ),
         )
@@ -154,12 +157,20 @@ class DocumentStore:
 
     def get(self, rows: list[int]) -> list[Consultation]:
         """The consultations at these rows, in the order asked."""
+        return [Consultation.from_dict(json.loads(text)) for text in self._read("data", rows)]
+
+    def snippets(self, rows: list[int]) -> list[Snippet]:
+        """What hits show of the consultations at these rows, in the order asked."""
+        return [Snippet.from_json(text) for text in self._read("snippet", rows)]
+
+    def _read(self, column: str, rows: list[int]) -> list[str]:
+        """One column's values at these rows, in the order asked."""
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
         with self._lock:
-            found = dict(self.db.execute(f"SELECT row, data FROM consultations WHERE row IN ({marks})", [int(r) for r in rows]))
-        return [Consultation.from_dict(json.loads(found[int(r)])) for r in rows]
+            found = dict(self.db.execute(f"SELECT row, {column} FROM consultations WHERE row IN ({marks})", [int(r) for r in rows]))
+        return [found[int(r)] for r in rows]
 
     def close(self) -> None:
         self.db.close()

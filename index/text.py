@@ -32,16 +32,6 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(_words(text))
 
 
-def tokens_among(texts: list[str], wanted: set[str]) -> list[set[str]]:
-    """Each text's tokens that are in `wanted`, as set(tokenize(text)) & wanted has them: each
-    distinct word of all the texts stemmed once (a hit's shown text repeats its words, and hits
-    share theirs), and only the few words whose stem is wanted looked up per text."""
-    words = [set(_word_list(_folded(text))) for text in texts]
-    vocabulary = list(set().union(*words) - _STOPWORDS)
-    found = {word: stem for word, stem in zip(vocabulary, _stemmer().stemWords(vocabulary)) if stem in wanted}
-    return [{found[word] for word in ws.intersection(found)} for ws in words]
-
-
 def word_tokens(words: list[str]) -> dict[str, str]:
     """The first token of each word as tokenize(word) makes it (a stop word has none and is left
     out), the words stemmed in one call. An ASCII word of letters and digits is its own

@@ -27,6 +27,7 @@ from index.consultation import Consultation, valid_unicode
 from index.embed import Encoder, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
 from index.manifest import Manifest
+from index.snippets import Snippet, matched_terms
 from index.text import tokenize
 from index.topics import StoredTopics
 from index.vectors import inner_products
@@ -34,7 +35,6 @@ from search.fusion import DENSE, MODES, SIGNALS, Fusion, contributions, explain,
 from search.filters import Filters
 from search.query_vectors import QUERY_VECTORS, QueryVectors
 from search.shard import DUPLICATE_COSINE, Candidates, Clock, Proposals, Query, Shard
-from search.snippets import excerpt, matched_terms
 from search.topics import SIGNALS as TOPIC_SIGNALS, VOTERS, TopicFinder, TopicHit
 
 # The model runs on ONNX Runtime for queries (index/onnx_runner.py); SIMQA_QUERY_BACKEND=torch
@@ -233,7 +233,7 @@ class Searcher:
     def _nearest(self, query: Query, fusion: Fusion, k: int) -> list[Consultation]:
         """The k consultations Similar Q&A would list for a query, without building hits."""
         candidates = self._candidates(query, fusion.active, max(fusion.depth, k), None, Clock(None))
-        return self._consultations(self._top(candidates, fusion, k, False)[0])
+        return self._listed(self._top(candidates, fusion, k, False)[0], "consultations")
 
     def candidates(self, text: str, depth: int = 100, signals: tuple[str, ...] = SIGNALS) -> tuple[list[str], dict[str, np.ndarray]]:
         """Ids of the union of each signal's top `depth`, and every signal's score of each.
@@ -375,12 +375,13 @@ class Searcher:
             out[at] = ids
         return out.astype(str)
 
-    def _consultations(self, rows: np.ndarray) -> list[Consultation]:
-        """The consultations of global rows, in their order (one store read per shard)."""
-        out: list[Consultation | None] = [None] * len(rows)
-        for at, consultations in self._by_shard(rows, "consultations"):
-            for position, consultation in zip(at, consultations):
-                out[position] = consultation
+    def _listed(self, rows: np.ndarray, method: str) -> list:
+        """A shard method's values (one per row: consultations, snippets) of global rows, in their
+        order: one call per shard holding some."""
+        out: list[Any] = [None] * len(rows)
+        for at, values in self._by_shard(rows, method):
+            for position, value in zip(at, values):
+                out[position] = value
         return out
 
     def _text_query(self, text: str, signals: set[str] | dict) -> Query:
@@ -446,31 +447,28 @@ class Searcher:
     def _hits(
         self, rows: np.ndarray, fused: np.ndarray, scores: dict[str, np.ndarray], explanations: list | None, query: str | None
     ) -> list[Hit]:
-        consultations = self._consultations(rows)
-        excerpts = [(excerpt(c.question, truncated=c.excerpt), excerpt(c.reply or c.more_info, truncated=c.excerpt))
-                    for c in consultations]
-        # what a page can highlight: query words found in the texts the hit shows
-        shown = [f"{c.title}\n{q}\n{r}" for c, (q, r) in zip(consultations, excerpts)]
-        matched = matched_terms(query, shown) if query else [[] for _ in shown]
+        snippets: list[Snippet] = self._listed(rows, "snippets")
+        matched = matched_terms(query, snippets) if query else [[] for _ in snippets]
         # plain floats once per signal, not a numpy scalar per hit and signal; NaN (no evidence) is None
         values = {s: [None if math.isnan(x) else x for x in v.tolist()] for s, v in scores.items()}
         return [
             Hit(
-                id=c.id,
+                id=snippet.id,
                 rank=at + 1,
                 score=float(fused[at]),
                 scores={s: v[at] for s, v in values.items()},
-                title=c.title,
-                url=c.url,
-                doctor=c.doctor,
-                department=c.department,
-                question_excerpt=question_excerpt,
-                reply_excerpt=reply_excerpt,
+                title=snippet.title,
+                url=snippet.url,
+                doctor=snippet.doctor,
+                department=snippet.department,
+                question_excerpt=snippet.question_excerpt,
+                reply_excerpt=snippet.reply_excerpt,
                 matched_terms=terms,
                 explain=explanations[at] if explanations else None,
             )
-            for at, (c, (question_excerpt, reply_excerpt), terms) in enumerate(zip(consultations, excerpts, matched))
+            for at, (snippet, terms) in enumerate(zip(snippets, matched))
         ]
+
 
 def _check_query(text: str) -> None:
     """Refuse a query that is empty, too long or not valid Unicode (SimqaError says which)."""

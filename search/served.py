@@ -9,7 +9,7 @@ The ingress holds a Searcher (search/searcher.py) whose shards are `RemoteShard`
 one request to a replica of that shard's deployment, which answers with a local Shard
 (search/shard.py). A query costs two rounds of calls, each asking its shards at once (`ask`):
 every shard's `answer` (proposals and their raw scores together), then, from the shards that
-hold the top, its duplicate keys with its consultations (the hits are among them). The ranking
+hold the top, its duplicate keys with its snippets (index/snippets.py; the hits are among them). The ranking
 is the single-index ranking, by the same cut and fusion.
 
 Every request names the generation the ingress is on; a replica opens a generation it has not
@@ -46,7 +46,7 @@ from search.shard import Candidates, Clock, Proposals, Query, Shard
 APP = "simqa"
 SHARD_TIMEOUT = 3.0  # seconds a shard has to answer one call: a replica restart takes longer
 KEEP_GENERATIONS = 2  # generations a replica keeps open: the current one and the one before
-CALLS = frozenset({"answer", "consultations", "get", "ids", "has", "question_keys", "stored_queries", "health", "keys_and_consultations"})
+CALLS = frozenset({"answer", "consultations", "get", "ids", "has", "question_keys", "stored_queries", "health", "snippets", "keys_and_snippets"})
 KNOWN = 4096  # rows of each kind a RemoteShard keeps from earlier answers (a few MB)
 
 
@@ -67,8 +67,8 @@ class ShardReplica:
         if method == "answer":  # with the candidates' ids, which order tied scores
             proposals = shard.answer(*args)
             return proposals, shard.ids(proposals.scored.rows)
-        if method == "keys_and_consultations":
-            return shard.question_keys(*args), shard.consultations(*args)
+        if method == "keys_and_snippets":
+            return shard.question_keys(*args), shard.snippets(*args)
         return getattr(shard, method)(*args)
 
     def _shard(self, generation: str) -> Shard:
@@ -113,19 +113,19 @@ class RemoteShard:
     def ask(self, method: str, *args) -> Callable[[], Any]:
         """`method(*args)` of the shard, sent now, waited for when read; answered here when every
         row is known from earlier answers (`_Known`). The duplicate keys of the top come with those
-        rows' consultations, among which the hits are, so the Searcher's round for the hits'
-        consultations is answered here."""
+        rows' snippets, among which the hits are, so the Searcher's round for the hits'
+        snippets is answered here."""
         if method in _Known.KINDS and args[0] is not None:
             known = self.known.recall(method, args[0])
             if known is not None:
                 return lambda: known
         if method == "question_keys":
-            response = self._send("keys_and_consultations", *args)
+            response = self._send("keys_and_snippets", *args)
 
             def keys():
-                found, consultations = self.wait(response)
+                found, snippets = self.wait(response)
                 self.known.learn("question_keys", args[0], list(zip(*found)))
-                self.known.learn("consultations", args[0], consultations)
+                self.known.learn("snippets", args[0], snippets)
                 return found
 
             return keys
@@ -189,10 +189,10 @@ class _Answer:
 
 class _Known:
     """What a RemoteShard learnt of its rows from earlier answers: ids, duplicate keys and
-    consultations, the last KNOWN rows of each. A RemoteShard serves one generation, so nothing
+    snippets, the last KNOWN rows of each. A RemoteShard serves one generation, so nothing
     here goes stale. Thread-safe."""
 
-    KINDS = ("ids", "question_keys", "consultations")
+    KINDS = ("ids", "question_keys", "snippets")
 
     def __init__(self) -> None:
         self._rows: dict[str, OrderedDict[int, Any]] = {kind: OrderedDict() for kind in self.KINDS}

@@ -44,6 +44,7 @@ from index.embed import threads
 from index.errors import SimqaError
 from index.filter_columns import FilterColumns
 from index.segment import Segment
+from index.snippets import Snippet
 from index.text import tokenize
 from index.vectors import inner_products
 from search.filters import Filters
@@ -387,6 +388,10 @@ class Shard:
     def consultations(self, rows: np.ndarray) -> list[Consultation]:
         """The consultations at these rows, in their order."""
         return self.store.get([int(r) for r in rows])
+
+    def snippets(self, rows: np.ndarray) -> list[Snippet]:
+        """What hits show of the consultations at these rows, in their order."""
+        return self.store.snippets([int(r) for r in rows])
 
     def get(self, consultation_id: str) -> Consultation:
         """The stored consultation with this id; SimqaError if the shard has none."""
