@@ -341,8 +341,17 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
     vectors): each field's scores, their sum, and the top rows of both BM25 signals found through
     a sample's bound (search/shard.py `_top_rows`) against ranking every matched row, in one run,
     checked to give the same rows."""
+    import index.bm25 as bm25
     from index.bm25 import Scores
     from search.shard import _top_rows, _top_units
+
+    def every_row(tokens: list[str]) -> Scores:
+        """The question field's sums kept for every row, as before `Scores.matched`."""
+        share, bm25.MATCHED_SHARE = bm25.MATCHED_SHARE, 0.0
+        try:
+            return question.scored(tokens)
+        finally:
+            bm25.MATCHED_SHARE = share
 
     consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
     corpus = synthetic_corpus(n, consultations)
@@ -351,8 +360,8 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
     del corpus
     depth = 101  # a hybrid query's per-signal depth, its own consultation left out
     times: dict[str, list[float]] = {k: [] for k in ("question_scores", "reply_scores", "sum", "top_every_matched", "top_sampled",
-                                                     "hybrid_dense", "hybrid_every_row", "hybrid")}
-    matched = []
+                                                     "hybrid_dense", "hybrid_every_row", "hybrid_every_row_terms", "hybrid")}
+    matched, kept_matched = [], []
     for text in load_queries("summary").values():
         tokens = tokenize(text)
         q, seconds = timed(question.scores, tokens)
@@ -367,18 +376,23 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
         sampled, seconds = timed(lambda: [_top_rows(Scores(s, scale=1.0), depth) for s in (q, both)])
         times["top_sampled"].append(seconds)
         # the default hybrid's BM25 stage (its question field alone): every row's score rounded
-        # first; the field's Scores, rounded where read, scanning every row for the sample's
-        # bound; and the same reading only the rows of the terms that can reach it (Terms)
+        # first; the field's sums of every row, rounded where read, scanning every row for the
+        # sample's bound; the same reading only the rows of the terms that can reach it (Terms);
+        # and the field's Scores as queries make them (the matched rows' sums only, when few)
         dense, seconds = timed(lambda: _top_rows(Scores(question.scores(tokens), scale=1.0), depth))
         times["hybrid_dense"].append(seconds)
-        scan, seconds = timed(lambda: _top_rows(Scores(question.scored(tokens).sums), depth))
+        scan, seconds = timed(lambda: _top_rows(Scores(every_row(tokens).sums), depth))
         times["hybrid_every_row"].append(seconds)
+        terms, seconds = timed(lambda: _top_rows(every_row(tokens), depth))
+        times["hybrid_every_row_terms"].append(seconds)
         lazy, seconds = timed(lambda: _top_rows(question.scored(tokens), depth))
         times["hybrid"].append(seconds)
         assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-                   for a, b in zip(every + [dense, scan], sampled + [lazy, lazy]))
+                   for a, b in zip(every + [dense, scan, terms], sampled + [lazy, lazy, lazy]))
         matched.append(int((both > 0).sum()))
+        kept_matched.append(question.scored(tokens).rows is not None)
     return {"cpu": cpu_name(), "consultations": n, "median_matched_rows": int(np.median(matched)),
+            "share_of_queries_summing_matched_rows_only": round(float(np.mean(kept_matched)), 3),
             **{k: ms(v)["p50"] for k, v in times.items()}}
 
 
@@ -660,10 +674,12 @@ def report() -> str:
                   f"field {top['reply_scores']}, their sum {top['sum']}; the top rows of both BM25 signals "
                   f"**{top['top_sampled']}** through a sample's bound against {top['top_every_matched']} ranking every "
                   f"matched row (same rows), so the stage is {sampled:.2f} against {every:.2f}. The default "
-                  f"hybrid's BM25 stage (the question field alone, its top sampled): **{top['hybrid']}** reading only "
-                  f"the rows of the terms that can reach the sample's bound (MaxScore), against "
-                  f"{top.get('hybrid_every_row', '-')} scanning every row for it and {top['hybrid_dense']} rounding "
-                  f"every row's score first.", ""]
+                  f"hybrid's BM25 stage (the question field alone): **{top['hybrid']}** as queries run it (the sums "
+                  f"of the matched rows only, for the {top.get('share_of_queries_summing_matched_rows_only', '-')} of "
+                  f"queries whose terms' columns hold under a tenth of the rows; else every row's, its top sampled), "
+                  f"against {top.get('hybrid_every_row_terms', '-')} summing every row and reading only the rows of the "
+                  f"terms that can reach the sample's bound (MaxScore), {top.get('hybrid_every_row', '-')} scanning "
+                  f"every row for it and {top['hybrid_dense']} rounding every row's score first.", ""]
 
     if scale:
         lines += ["## Scale (synthetic corpora; vectors are MedQuAD vectors resampled with noise)", "",

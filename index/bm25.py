@@ -30,6 +30,9 @@ from index.sparse import columns_end_to_end
 
 K1, B, METHOD = 1.5, 0.75, "robertson"
 PICKED_ROWS = 8  # Scores.rows_from: reading a row by index costs about this many rows read in order
+# Scores.matched: a query whose terms' columns hold fewer entries than this share of the rows
+# keeps the sums of the rows they match only (the crossover measured at 47k and at 1M rows).
+MATCHED_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -138,12 +141,15 @@ class FieldBM25:
 
         One bincount over the query terms' columns of bm25s's matrix, where bm25s itself makes
         one np.add.at call per term: 4x less fixed cost a query, which a sharded index pays per
-        shard. Each document's terms are summed in query order, the same in any shard."""
+        shard. Each document's terms are summed in query order, the same in any shard. When the
+        columns hold few entries, only the rows they match are summed (`Scores.matched`)."""
         ids = self.model.get_tokens_ids([t for t in tokens if t])
         if not ids:
             return Scores(np.zeros(self.n_docs))
         matrix = self.model.scores
         rows, weights, ends = columns_end_to_end(matrix["indptr"], matrix["indices"], matrix["data"], ids)
+        if len(rows) < MATCHED_SHARE * self.n_docs:
+            return Scores.matched(rows, weights, self.n_docs)
         return Scores(np.bincount(rows, weights=weights, minlength=self.n_docs), terms=Terms(rows, weights, ends))
 
 
@@ -179,21 +185,60 @@ class Scores:
     a document's score is float32(sum * scale), scaled and rounded where it is read, so a query
     that needs its best documents and a few others' scores does not scale and round every
     document's (at 1M documents a pass over the scores costs about half a millisecond). The same
-    bits however it is read. Scores already float32 (two fields' added) come with scale 1."""
+    bits however it is read. Scores already float32 (two fields' added) come with scale 1.
 
-    def __init__(self, sums: np.ndarray, scale: float = K1 + 1, terms: Terms | None = None) -> None:
+    The sums are kept for every row (`rows` None: `sums[row]`), or for the rows the query's terms
+    match only (`rows` sorted, `sums` beside them; `matched`): a sum of every row is an array of
+    8 MB at 1M rows, allocated, zeroed and scanned for each query, where its terms typically
+    match a few percent of them (the BM25 stage 1.47 -> 0.74 ms p50 for LiveQA summaries at 1M
+    synthetic rows, AMD EPYC; benchmarks/README.md)."""
+
+    def __init__(self, sums: np.ndarray, scale: float = K1 + 1, terms: Terms | None = None,
+                 rows: np.ndarray | None = None, n_rows: int | None = None) -> None:
         self.sums, self.scale, self.terms = sums, scale, terms
+        self.rows, self.n_rows = rows, len(sums) if rows is None else n_rows
+
+    @classmethod
+    def matched(cls, rows: np.ndarray, weights: np.ndarray, n_rows: int) -> "Scores":
+        """The sums of the rows among `rows` (the query terms' columns end to end), with the bits
+        bincount gives: a stable sort keeps each row's weights in query order, and bincount adds
+        them in that order, from 0."""
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        first = np.empty(len(ordered), dtype=bool)
+        first[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        return cls(np.bincount(np.cumsum(first) - 1, weights=weights[order]), rows=ordered[first], n_rows=n_rows)
 
     def __len__(self) -> int:
-        return len(self.sums)
+        return self.n_rows
 
     def __getitem__(self, rows) -> np.ndarray:
-        """The scores of these rows (an index array or a slice), float32."""
-        return self._scaled(self.sums[rows])
+        """The scores of these rows (an index array; or a slice, of sums kept for every row), float32."""
+        if self.rows is None:
+            return self._scaled(self.sums[rows])
+        rows = np.asarray(rows)
+        at = np.searchsorted(self.rows, rows)
+        found = at < len(self.rows)
+        found[found] = self.rows[at[found]] == rows[found]
+        sums = np.zeros(len(rows))
+        sums[found] = self.sums[at[found]]
+        return self._scaled(sums)
 
     def dense(self) -> np.ndarray:
         """Every document's score, float32."""
-        return self._scaled(self.sums)
+        if self.rows is None:
+            return self._scaled(self.sums)
+        out = np.zeros(self.n_rows)
+        out[self.rows] = self.sums
+        return self._scaled(out)
+
+    def keep(self, allowed: np.ndarray) -> None:
+        """Score 0 for every row not `allowed` (a boolean mask over rows): a filter."""
+        if self.rows is None:
+            self.sums[~allowed] = 0.0
+        else:
+            self.sums[~allowed[self.rows]] = 0.0
 
     def rows_from(self, bound: float) -> np.ndarray:
         """The rows scoring `bound` (> 0) or more, and perhaps a few just below it: a bound on the
@@ -202,14 +247,20 @@ class Scores:
         it (`Terms.rows_reaching`) and they are few: picking rows here and there costs about
         what PICKED_ROWS times as many rows read in order do."""
         limit = bound / self.scale * (1 - 1e-6)
+        if self.rows is not None:
+            return self.rows[self.sums >= limit]
         candidates = self.terms.rows_reaching(limit) if self.terms is not None else None
         if candidates is None or PICKED_ROWS * len(candidates) >= len(self.sums):
             return np.flatnonzero(self.sums >= limit)
         return np.unique(candidates[self.sums[candidates] >= limit])
 
-    def positive_rows(self) -> np.ndarray:
-        """The rows that match some query term."""
-        return np.flatnonzero(self.sums > 0)
+    def positive(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows that match some query term, and their scores."""
+        if self.rows is None:
+            rows = np.flatnonzero(self.sums > 0)
+            return rows, self._scaled(self.sums[rows])
+        kept = self.sums > 0
+        return self.rows[kept], self._scaled(self.sums[kept])
 
     def _scaled(self, sums: np.ndarray) -> np.ndarray:
         # scaled in the sums' precision and rounded to float32 in one pass, into one new array:

@@ -301,12 +301,12 @@ class Shard:
             if "bm25" in signals or "bm25_question" in signals:
                 question = self.bm25_question.scored(query.tokens)
                 if allowed is not None:
-                    question.sums[~allowed] = 0.0
+                    question.keep(allowed)
                 bm25["bm25_question"] = question
             if "bm25" in signals:
                 bm25["bm25"] = Scores(question.dense() + self.bm25_reply.scores(query.tokens), scale=1.0)
                 if allowed is not None:
-                    bm25["bm25"].sums[~allowed] = 0.0
+                    bm25["bm25"].keep(allowed)
             for signal in {"bm25", "bm25_question"} & set(signals):
                 units[signal] = _top_rows(bm25[signal], asked[signal])
             clock.lap("bm25")
@@ -471,11 +471,15 @@ def _top_units(ids: np.ndarray, values: np.ndarray, limit: int) -> tuple[np.ndar
 
 def _top_rows(scores: Scores, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """_top_units of the rows with a positive score (`Scores`, whose rows from a bound may include
-    a few below it): the rows in order and their scores. From SAMPLED_TOP_MIN rows only those at
-    or above a sampled bound are ranked (_sampled_bound); below, every matching row is."""
-    bound = _sampled_bound(scores, limit) if len(scores) >= SAMPLED_TOP_MIN else 0.0
-    rows = scores.rows_from(bound) if bound > 0 else scores.positive_rows()
-    values = scores[rows]
+    a few below it): the rows in order and their scores. From SAMPLED_TOP_MIN rows, sums kept for
+    every row are ranked only at or above a sampled bound (_sampled_bound); below, or when kept
+    for the matched rows only, every matching row is."""
+    bound = _sampled_bound(scores, limit) if scores.rows is None and len(scores) >= SAMPLED_TOP_MIN else 0.0
+    if bound > 0:
+        rows = scores.rows_from(bound)
+        values = scores[rows]
+    else:
+        rows, values = scores.positive()
     positive = values > 0
     return _top_units(rows[positive], values[positive], limit)
 

@@ -139,6 +139,7 @@ def test_rows_from_a_bound_read_through_the_rare_terms_are_those_of_every_row(mo
     import index.bm25 as bm25
 
     monkeypatch.setattr(bm25, "PICKED_ROWS", 0)  # the shortcut whenever it applies, however many rows
+    monkeypatch.setattr(bm25, "MATCHED_SHARE", 0.0)  # sums kept for every row, which the shortcut reads
     rng = np.random.default_rng(5)
     vocabulary = [f"w{i}" for i in range(2_000)]
     weights = 1.0 / np.arange(1, len(vocabulary) + 1)  # Zipf: a few words everywhere, most rare
@@ -147,12 +148,45 @@ def test_rows_from_a_bound_read_through_the_rare_terms_are_those_of_every_row(mo
     shortcuts = 0
     for query in (["w0", "w1", "w1500"], ["w3", "w800", "w800", "w1999"], ["w0", "w2", "w5", "w40"], ["w7"]):
         scores = field.scored(query)
-        scores.sums[rng.random(len(scores)) < 0.1] = 0.0  # a filter
+        scores.keep(rng.random(len(scores)) >= 0.1)  # a filter
         every = Scores(scores.sums)  # no terms: a scan over every row
         for bound in np.quantile(every.dense()[every.dense() > 0], [1.0, 0.999, 0.99, 0.9, 0.5, 0.0]):
             np.testing.assert_array_equal(scores.rows_from(float(bound)), every.rows_from(float(bound)))
             shortcuts += scores.terms.rows_reaching(float(bound) / scores.scale * (1 - 1e-6)) is not None
     assert shortcuts >= 6  # the rare terms' rows were enough for most bounds
+
+
+def test_sums_of_the_matched_rows_only_read_as_sums_of_every_row(monkeypatch):
+    """A query whose terms match few rows keeps their sums only (Scores.matched): every way the
+    query path reads them (a row's score, every row's, the top rows with their ties, a filter, a
+    bound) gives the bits of the sums of every row, repeated terms included."""
+    import index.bm25 as bm25
+    from search.shard import _top_rows
+
+    rng = np.random.default_rng(11)
+    vocabulary = [f"w{i}" for i in range(500)]
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
+    documents = [list(rng.choice(vocabulary, size=rng.integers(1, 12), p=weights / weights.sum())) for _ in range(3_000)]
+    field = FieldBM25.build(documents)
+    for query in (["w0", "w7", "w7", "w300"], ["w40", "w41"], ["w499"], ["w3", "w3", "w3"], ["absent"]):
+        monkeypatch.setattr(bm25, "MATCHED_SHARE", 10.0)
+        matched = field.scored(query)
+        monkeypatch.setattr(bm25, "MATCHED_SHARE", 0.0)
+        every = field.scored(query)
+        assert query == ["absent"] or matched.rows is not None and every.rows is None
+        np.testing.assert_array_equal(matched.dense(), every.dense())
+        picked = rng.integers(0, len(documents), 50)
+        np.testing.assert_array_equal(matched[picked], every[picked])
+        for limit in (1, 10, 101):
+            for a, b in zip(_top_rows(matched, limit), _top_rows(every, limit)):
+                np.testing.assert_array_equal(a, b)
+        allowed = rng.random(len(documents)) < 0.5
+        matched.keep(allowed)
+        every.keep(allowed)
+        np.testing.assert_array_equal(matched.dense(), every.dense())
+        positive = every.dense()[every.dense() > 0]
+        for bound in np.quantile(positive, [1.0, 0.5, 0.0]) if len(positive) else []:
+            np.testing.assert_array_equal(matched.rows_from(float(bound)), every.rows_from(float(bound)))
 
 
 def test_columns_end_to_end_match_scipy_column_sums():
