@@ -243,6 +243,10 @@ def inner_products(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray | No
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     out = np.empty(len(rows), dtype=np.float32)
     if len(out):
+        # FAISS's by-index loop opens an OpenMP team of the thread's OpenMP size whatever it is
+        # given: on a request thread (the size is the core count) that left the other core
+        # spinning for the whole query, CPU time twice the wall time. One thread, as queries run.
+        faiss.omp_set_num_threads(1)
         faiss.fvec_inner_products_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(query), faiss.swig_ptr(vectors), faiss.swig_ptr(rows),
                                          d, 1, len(rows))
     return out

@@ -1,5 +1,6 @@
 """FAISS wrappers: exact and HNSW search, filters, and the exact path for small filtered sets."""
 
+import faiss
 import numpy as np
 import pytest
 
@@ -106,6 +107,26 @@ def test_a_shard_searches_its_graph_with_less_effort_and_one_index_with_the_buil
     allowed[:2500] = True
     assert vectors.search_parameters(index, 4, allowed) is not vectors.search_parameters(index, 4, allowed)
     assert set(vectors.search(index, data, data[4000], 10, allowed)[1]) <= set(range(2500))
+
+
+def test_rescoring_on_a_request_thread_opens_no_openmp_team():
+    """FAISS's by-index products open an OpenMP team of the calling thread's OpenMP size: on a
+    thread that never set it (a server's request threads), a team of every core, whose idle
+    member spins. inner_products runs them on one thread, wherever it is called from."""
+    import threading
+
+    data = unit_vectors(100, d=16, seed=1)
+    sizes = []
+
+    def request() -> None:
+        faiss.omp_set_num_threads(2)  # a request thread starts at the process's size, every core
+        vectors.inner_products(data, data[0], np.arange(10))
+        sizes.append(faiss.omp_get_max_threads())
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+    assert sizes == [1]
 
 
 def test_inner_products_on_this_thread_match_numpy_and_do_not_depend_on_the_rows_alongside():
