@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from bm25s.scoring import _build_idf_array, _build_scores_and_indices_for_matrix, _calculate_doc_freqs, _select_idf_scorer
 
+from index.arrays import first_of_runs, sorted_unique
 from index.sparse import columns_end_to_end
 
 K1, B, METHOD = 1.5, 0.75, "robertson"
@@ -205,9 +206,7 @@ class Scores:
         them in that order, from 0."""
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
-        first = np.empty(len(ordered), dtype=bool)
-        first[:1] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        first = first_of_runs(ordered)
         return cls(np.bincount(np.cumsum(first) - 1, weights=weights[order]), rows=ordered[first], n_rows=n_rows)
 
     def __len__(self) -> int:
@@ -252,7 +251,7 @@ class Scores:
         candidates = self.terms.rows_reaching(limit) if self.terms is not None else None
         if candidates is None or PICKED_ROWS * len(candidates) >= len(self.sums):
             return np.flatnonzero(self.sums >= limit)
-        return np.unique(candidates[self.sums[candidates] >= limit])
+        return sorted_unique(candidates[self.sums[candidates] >= limit])
 
     def positive(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows that match some query term, and their scores."""

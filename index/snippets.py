@@ -36,7 +36,7 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS, truncated: bool = False) -> s
     return text[: cut if cut > limit // 2 else limit].rstrip(" .,;:-") + ELLIPSIS
 
 
-@dataclass(frozen=True)
+@dataclass
 class Snippet:
     """A consultation as a hit shows it: id, panel fields, the question and reply excerpts, and
     the tokens of the shown text (title and both excerpts), space-separated."""
@@ -61,9 +61,10 @@ class Snippet:
         return json.dumps(vars(self), ensure_ascii=False)  # its fields are strings: asdict's deep copy would double a build's cost
 
     @classmethod
-    def from_json(cls, text: str) -> "Snippet":
-        """Inverse of to_json; trusts its input (it comes from our own store)."""
-        return cls(**json.loads(text))
+    def from_jsons(cls, texts: list[str]) -> list["Snippet"]:
+        """Inverse of to_json for several, decoded as one JSON array (half the cost of one decode
+        each for a query's ten); trusts its input (it comes from our own store)."""
+        return [cls(**fields) for fields in json.loads(f"[{','.join(texts)}]")]
 
 
 def matched_terms(query: str, snippets: list[Snippet]) -> list[list[str]]:

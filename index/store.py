@@ -161,7 +161,7 @@ class DocumentStore:
 
     def snippets(self, rows: list[int]) -> list[Snippet]:
         """What hits show of the consultations at these rows, in the order asked."""
-        return [Snippet.from_json(text) for text in self._read("snippet", rows)]
+        return Snippet.from_jsons(self._read("snippet", rows))
 
     def _read(self, column: str, rows: list[int]) -> list[str]:
         """One column's values at these rows, in the order asked."""

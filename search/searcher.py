@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from index import generations, sharded
+from index.arrays import sorted_unique
 from index.consultation import Consultation, valid_unicode
 from index.embed import Encoder, resolve_model, threads
 from index.errors import IndexFormatError, SimqaError
@@ -363,7 +364,7 @@ class Searcher:
             return [(np.arange(len(rows)), self.shards[0].ask(method, rows)())]
         owners = np.searchsorted(self._offsets, rows, side="right") - 1
         asked = []
-        for number in np.unique(owners):
+        for number in sorted_unique(owners):
             at = np.flatnonzero(owners == number)
             asked.append((at, self.shards[number].ask(method, rows[at] - self._offsets[number])))
         return [(at, answer()) for at, answer in asked]

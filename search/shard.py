@@ -38,6 +38,7 @@ import faiss
 import numpy as np
 
 from index import vectors
+from index.arrays import sorted_unique
 from index.bm25 import Scores
 from index.consultation import Consultation
 from index.embed import threads
@@ -102,7 +103,7 @@ class Proposals:
     def rows(self) -> np.ndarray:
         """The rows proposed, once each, in order."""
         found = [rows for rows, _ in self.units.values()]
-        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        return sorted_unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
     @staticmethod
     def cut(shards: list["Proposals"]) -> list["Proposals"]:

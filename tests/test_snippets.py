@@ -41,7 +41,7 @@ def test_a_snippet_is_what_the_panel_shows_and_survives_json():
     long_reply = "Rest helps. " * 60
     snippet = shown("Twitching", "Why do my eyelids twitch?", long_reply)
     assert (snippet.question_excerpt, snippet.reply_excerpt) == ("Why do my eyelids twitch?", excerpt(long_reply))
-    assert Snippet.from_json(snippet.to_json()) == snippet
+    assert Snippet.from_jsons([snippet.to_json(), snippet.to_json()]) == [snippet, snippet]
     # a Similar Q&A entry's texts are the site's own cuts: marked as cut however short
     assert shown("Cut", "A question cut by the site", "A reply", excerpted=True).reply_excerpt == "A reply..."
 
