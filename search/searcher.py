@@ -420,8 +420,11 @@ class Searcher:
         picked: list[int] = []
         hashes: set[int] = set()
         vectors = np.zeros((k, self.manifest.dimension), dtype=np.float32)
-        for start in range(0, len(ranked), 4 * k):
-            chunk_hashes, chunk_vectors = self._question_keys(ranked[start:start + 4 * k])
+        # keys are read 2k rows at a time: a query's best hold few duplicates (fewer vectors read and
+        # compared than at 4k: 5.63 -> 5.57 M instructions a query on MedQuAD), and the next rows
+        # are read when they hold more
+        for start in range(0, len(ranked), 2 * k):
+            chunk_hashes, chunk_vectors = self._question_keys(ranked[start:start + 2 * k])
             # rows of this chunk too close to a picked one: a picked vector's cosines to the chunk, once
             near = np.zeros(len(chunk_hashes), dtype=bool)
             for vector in vectors[:len(picked)]:

@@ -80,6 +80,37 @@ def test_a_panel_holds_k_distinct_consultations(searcher, mode):
     assert [h.id for h in batch] == [h.id for h in hits]
 
 
+def test_picking_distinct_rows_in_chunks_picks_as_one_pass_over_every_row(searcher, monkeypatch):
+    """Searcher._pick reads the ranked rows' duplicate keys a chunk at a time: whatever the chunk
+    boundaries, it picks what one pass over every row picks. A row is left out when a row picked
+    before it has its question hash (vectors apart), or a question vector DUPLICATE_COSINE close
+    (hashes apart), in its chunk or an earlier one."""
+    from index.vectors import inner_products
+    from search.shard import DUPLICATE_COSINE
+
+    rng = np.random.default_rng(2)
+    n, dimension = 200, searcher.manifest.dimension
+    vectors = rng.standard_normal((n, dimension)).astype(np.float32)
+    hashes = np.arange(n, dtype=np.int64)
+    # rows 0-19 distinct; 20-169 rewordings of them (a nearby vector, another hash); 170-184
+    # reposts of them (the same hash, another vector); 185-199 distinct: picks run over chunks
+    sources = rng.integers(0, 20, n)
+    vectors[20:170] = vectors[sources[20:170]] + 0.003 * rng.standard_normal((150, dimension)).astype(np.float32)
+    hashes[170:185] = hashes[sources[170:185]]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    monkeypatch.setattr(searcher, "_question_keys", lambda rows: (hashes[rows], vectors[rows]))
+    for order in (np.arange(n), np.r_[np.arange(20), rng.permutation(np.arange(20, n))], rng.permutation(n)):
+        for k in (1, 4, 10, 25, 40):
+            expected: list[int] = []
+            for at in range(n):
+                near = [inner_products(vectors[[order[p]]], vectors[order[at]])[0] >= DUPLICATE_COSINE for p in expected]
+                if hashes[order[at]] not in {hashes[order[p]] for p in expected} and not any(near):
+                    expected.append(at)
+                if len(expected) == k:
+                    break
+            assert searcher._pick(order, k, True) == expected
+
+
 def test_filters_fill_the_panel_from_a_one_percent_slice(searcher):
     for hits in (searcher.search("pain in my knee", k=3, doctor="Dr. Rare Doctor"),
                  searcher.search("pain in my knee", k=3, since="2009-01-01", until="2009-12-31"),
