@@ -191,8 +191,8 @@ class Scores:
     The sums are kept for every row (`rows` None: `sums[row]`), or for the rows the query's terms
     match only (`rows` sorted, `sums` beside them; `matched`): a sum of every row is an array of
     8 MB at 1M rows, allocated, zeroed and scanned for each query, where its terms typically
-    match a few percent of them (the BM25 stage 1.47 -> 0.74 ms p50 for LiveQA summaries at 1M
-    synthetic rows, AMD EPYC; benchmarks/README.md)."""
+    match a few percent of them (the default hybrid's BM25 stage 1.02 -> 0.75 ms p50 for LiveQA
+    summaries at 1M synthetic rows, AMD EPYC with AVX2 only; `python -m benchmarks.speed bm25-top`)."""
 
     def __init__(self, sums: np.ndarray, scale: float = K1 + 1, terms: Terms | None = None,
                  rows: np.ndarray | None = None, n_rows: int | None = None) -> None:
