@@ -2,8 +2,9 @@
 the consultation is stored, and the query words a hit matched.
 
 A query's hits are read as these small records, not as whole consultations: replies run to many
-KB, and decoding ten of them, cutting their excerpts and tokenizing the shown text took about
-0.4 ms of a 2.4 ms query on MedQuAD (AMD EPYC, AVX2; benchmarks/README.md). The shown text's
+KB, and decoding ten of them, cutting their excerpts and tokenizing the shown text took 0.61 ms
+of a 2.29 ms query on MedQuAD after its encoding, 0.27 ms this way (AMD EPYC, AVX2 only;
+benchmarks/README.md). The shown text's
 tokens are kept with it (`stems`, as the BM25 tokenizer makes them, which the manifest records),
 so a hit's matched terms are the query words whose token is among them: no text is tokenized at
 query time but the query's own words.
