@@ -41,6 +41,16 @@ def test_zscore_ranks_alike_whatever_candidates_lie_below_the_top_depth():
     np.testing.assert_allclose(fuse(few, fusion), fuse(more, fusion)[:4])
 
 
+def test_min_max_gives_one_to_a_signal_without_spread_and_zero_without_evidence():
+    scores = {"bm25_question": np.array([2.0, NAN, 2.0]), "dense_question": np.array([0.8, 0.2, 0.5]),
+              "dense_reply": np.array([NAN, NAN, NAN])}
+    parts = contributions(scores, Fusion())
+    np.testing.assert_array_equal(parts["bm25_question"], [1 / 3, 0.0, 1 / 3])
+    np.testing.assert_allclose(parts["dense_question"], [1 / 3, 0.0, 0.5 / 3])
+    np.testing.assert_array_equal(parts["dense_reply"], [0.0, 0.0, 0.0])
+    assert fuse({s: v[:0] for s, v in scores.items()}, Fusion()).shape == (0,)
+
+
 def test_single_signal_keeps_its_own_score():
     scores = {"bm25": np.array([2.5, NAN])}
     np.testing.assert_allclose(fuse(scores, Fusion(weights={"bm25": 1.0})), [2.5, 0.0])
