@@ -204,6 +204,29 @@ def test_vector_searches_on_the_helper_thread_rank_as_searches_in_turn(searcher,
     assert threads  # the helper was asked for every query
 
 
+def test_the_caller_searches_the_question_graph_before_its_bm25(searcher, monkeypatch):
+    """A query's own graph search comes before its BM25 (search/shard.py, _search): inside FAISS
+    the caller leaves the GIL free, so the helper woken for the reply passages begins at once."""
+    import search.shard as shard
+    from index import vectors
+    from index.bm25 import FieldBM25
+
+    events = []
+    search, scored = vectors.search, FieldBM25.scored
+    monkeypatch.setattr(vectors, "search", lambda index, *a, **k: events.append(index.ntotal) or search(index, *a, **k))
+    monkeypatch.setattr(FieldBM25, "scored", lambda self, tokens: events.append("bm25") or scored(self, tokens))
+    held = []  # the helper's task, run by the test once the caller's order is recorded
+
+    class Held:
+        def submit(self, fn, *args):
+            held.append(fn)
+
+    monkeypatch.setattr(shard, "_HELPER", Held())
+    searcher.search(QUERY, k=3)
+    one = searcher.shards[0]
+    assert events == [one.question_index.ntotal, "bm25", one.reply_index.ntotal] and len(held) == 1
+
+
 def test_a_search_runs_once_on_whichever_thread_comes_first_and_its_error_reaches_the_caller():
     """search/shard.py's _Search: a caller whose search a helper has begun waits for it, rather
     than running it again; a search that fails raises in the caller."""
