@@ -95,7 +95,7 @@ def fuse(scores: dict[str, np.ndarray], fusion: Fusion) -> np.ndarray:
 def _parts(scores: dict[str, np.ndarray], fusion: Fusion) -> np.ndarray:
     """contributions() as one array, a row per active signal: the signals are normalised and
     weighted together (min-max in a handful of numpy calls for all of them, not a dozen each:
-    23 against 52 µs for a query's ~400 candidates, the same bits)."""
+    21 against 52 µs for a query's ~420 candidates, the same bits)."""
     active = fusion.active
     values = np.array([scores[signal] for signal in active], dtype=np.float64).reshape(len(active), -1)
     if len(active) == 1:
