@@ -43,6 +43,9 @@ LIVEQA = Path("build/suite/medquad")
 MEDQUAD_INDEX = Path("build/medquad-index")
 BENCH_CACHE = Path("benchmarks/cache/embeddings.sqlite")  # the relevance benchmark's (Makefile)
 STAGES = ("embed", "bm25", "vectors", "rescore", "fusion", "hits")
+# overlap: the pause before a query that reaches a server at low load; long enough for idle cores
+# to sleep (on a KVM guest, past halt-polling's window)
+IDLE_PAUSE = 0.004
 
 
 def ms(values: list[float]) -> dict[str, float]:
@@ -281,21 +284,23 @@ class InTurn:
         return done
 
 
-def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
+def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5, questions: int | None = None) -> dict:
     """What a hybrid query costs after its encoding, with the reply passages searched on the helper
     thread beside BM25 and the question search (search/shard.py) and with every stage in turn,
     alternated in rounds in one process, so the gain is a ratio of this run, whatever the machine:
     with the vectors computed beforehand (the stages alone: p50 and mean of the path, p50 of each
     stage), in whole `search` calls (end to end, and its time but the encoding's: the stages
     then run on caches the encoder has just filled with its own weights), and in `similar` calls
-    (a stored consultation's panel: no encoding)."""
+    (a stored consultation's panel: no encoding), each of these also after an IDLE_PAUSE, as
+    queries reach a server at low load (its cores asleep: the helper thread wakes later).
+    `questions`: the first that many LiveQA questions only (a smoke run)."""
     import search.shard as shard
     from search.filters import Filters
     from search.fusion import MODES
     from search.shard import Clock, Query
 
     searcher = Searcher.open(index, query_vectors=0)  # whole searches encode again in every round
-    texts = [t for setting in ("summary", "original") for t in load_queries(setting).values()]
+    texts = [t for setting in ("summary", "original") for t in load_queries(setting).values()][:questions]
     vectors = searcher.query_encoder().embed(texts)
     fusion = MODES["hybrid"].for_index(searcher.has_replies)
     helper = shard._HELPER
@@ -306,6 +311,8 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
     panels: dict[str, list[float]] = {name: [] for name in variants}
     stored = searcher.ids()[:: len(searcher) // len(texts)][: len(texts)]
     but_encoding: dict[str, list[float]] = {name: [] for name in variants}
+    idle_but_encoding: dict[str, list[float]] = {name: [] for name in variants}
+    idle_panels: dict[str, list[float]] = {name: [] for name in variants}
     searcher.search("warm up the model and the caches", k=10)
     try:
         for _ in range(rounds):
@@ -325,6 +332,13 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
                     but_encoding[name].append(seconds - timings["embed"])
                 for consultation_id in stored:
                     panels[name].append(timed(searcher.similar, consultation_id)[1])
+                for text, consultation_id in zip(texts, stored):
+                    time.sleep(IDLE_PAUSE)
+                    timings = {}
+                    _, seconds = timed(searcher.search, text, 10, timings=timings)
+                    idle_but_encoding[name].append(seconds - timings["embed"])
+                    time.sleep(IDLE_PAUSE)
+                    idle_panels[name].append(timed(searcher.similar, consultation_id)[1])
     finally:
         shard._HELPER = helper
     out = {"cpu": cpu_name(), "queries": len(texts), "rounds": rounds}
@@ -332,7 +346,8 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5) -> dict:
         out[name] = {"after_encoding": ms(total[name]), "mean_ms": round(float(np.mean(total[name])) * 1e3, 3),
                      **{s: ms(v)["p50"] for s, v in stages[name].items()},
                      "search_end_to_end": ms(whole[name]), "search_but_encoding": ms(but_encoding[name]),
-                     "similar": ms(panels[name])}
+                     "similar": ms(panels[name]), "idle_pause_ms": IDLE_PAUSE * 1e3,
+                     "after_idle_search_but_encoding": ms(idle_but_encoding[name]), "after_idle_similar": ms(idle_panels[name])}
     return out
 
 
@@ -762,11 +777,14 @@ def overlap_report(overlap: dict) -> list[str]:
               "beside them, BM25's and the vector stage's times overlap.", "",
               "In whole `search` calls the stages run right after the encoder; `similar` (a stored "
               "consultation's panel) has no encoding (p50 ms):", "",
-              "| stages | search end to end | search but the encoding | similar |", "|---|---|---|---|"]
+              "| stages | search end to end | search but the encoding | similar |"
+              " after an idle pause: search but the encoding | similar |", "|---|---|---|---|---|---|"]
     for name in names:
         row = overlap[name]
+        idle = (f"{row['after_idle_search_but_encoding']['p50']} | {row['after_idle_similar']['p50']}"
+                if "after_idle_similar" in row else "- | -")  # runs before the idle columns
         lines.append(f"| {name} | {row['search_end_to_end']['p50']} | {row['search_but_encoding']['p50']} | "
-                     f"{row['similar']['p50']} |")
+                     f"{row['similar']['p50']} | {idle} |")
     return lines + [""]
 
 

@@ -24,3 +24,16 @@ def test_scale_section_on_a_tiny_corpus(tmp_path, seeds_index, monkeypatch):
     assert queries["batch_queries_per_second"] > 0
     assert result["recall"]["recall_at_10"] == 1.0 and result["recall"]["kind"]["kind"] == "flat"
     assert set(result["build_stages"]) >= {"store", "bm25", "embed_questions", "embed_replies", "vector_index", "total"}
+
+
+def test_overlap_section_measures_every_way_on_a_tiny_corpus(tmp_path, seeds_index):
+    consultations = read_sources([SEEDS]).consultations
+    speed.build_index(speed.synthetic_corpus(300, consultations), tmp_path / "tiny",
+                      speed.BuildConfig(progress=False), encoder=speed.SyntheticEncoder.of(speed.Searcher.open(seeds_index)))
+    result = speed.section_overlap(tmp_path / "tiny", rounds=1, questions=20)
+    for way in ("in turn", "side by side"):
+        row = result[way]
+        for measure in ("after_encoding", "search_but_encoding", "similar", "after_idle_search_but_encoding", "after_idle_similar"):
+            assert row[measure]["n"] == result["queries"] and row[measure]["p50"] > 0, (way, measure)
+        assert row["idle_pause_ms"] == speed.IDLE_PAUSE * 1e3
+    assert "after an idle pause" in "\n".join(speed.overlap_report(result))
