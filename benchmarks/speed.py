@@ -314,6 +314,13 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5, questions: int
     idle_but_encoding: dict[str, list[float]] = {name: [] for name in variants}
     idle_panels: dict[str, list[float]] = {name: [] for name in variants}
     searcher.search("warm up the model and the caches", k=10)
+
+    def search_timed(text: str) -> tuple[float, float]:
+        """A whole search's seconds, and those but its encoding's."""
+        timings: dict[str, float] = {}
+        _, seconds = timed(searcher.search, text, 10, timings=timings)
+        return seconds, seconds - timings["embed"]
+
     try:
         for _ in range(rounds):
             for name, executor in variants.items():
@@ -326,17 +333,14 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5, questions: int
                     for s in STAGES[1:]:
                         stages[name][s].append(timings.get(s, 0.0))
                 for text in texts:
-                    timings = {}
-                    _, seconds = timed(searcher.search, text, 10, timings=timings)
+                    seconds, after = search_timed(text)
                     whole[name].append(seconds)
-                    but_encoding[name].append(seconds - timings["embed"])
+                    but_encoding[name].append(after)
                 for consultation_id in stored:
                     panels[name].append(timed(searcher.similar, consultation_id)[1])
                 for text, consultation_id in zip(texts, stored):
                     time.sleep(IDLE_PAUSE)
-                    timings = {}
-                    _, seconds = timed(searcher.search, text, 10, timings=timings)
-                    idle_but_encoding[name].append(seconds - timings["embed"])
+                    idle_but_encoding[name].append(search_timed(text)[1])
                     time.sleep(IDLE_PAUSE)
                     idle_panels[name].append(timed(searcher.similar, consultation_id)[1])
     finally:

@@ -345,15 +345,11 @@ class Shard:
 
         ordered = sorted(signals, reverse=True)  # dense_reply first
         tasks = {signal: _Search(partial(search, signal)) for signal in ordered}
-        handed = ordered[:1] if ordered and (alongside or len(ordered) == 2) else []
-        for signal in handed:
+        handed = 1 if ordered and (alongside or len(ordered) == 2) else 0
+        for signal in ordered[:handed]:
             _HELPER.submit(tasks[signal])
-
-        def search_own() -> None:
-            for signal in ordered:
-                if signal not in handed:
-                    tasks[signal]()
-        return search_own, lambda: {signal: tasks[signal].result() for signal in ordered}
+        own = [tasks[signal] for signal in ordered[handed:]]
+        return lambda: [task() for task in own], lambda: {signal: tasks[signal].result() for signal in ordered}
 
     def candidates(self, query: Query, proposals: Proposals, clock: Clock | None = None) -> Candidates:
         """The proposed rows (but the query's own consultation and its duplicates) and every
