@@ -4,6 +4,7 @@
     python -m benchmarks.speed scale --sizes 10000,100000,1000000
     python -m benchmarks.speed queries    # another machine: query latency against txtai, encoders (no cold builds)
     python -m benchmarks.speed overlap    # the query path after its encoding, stages side by side against in turn
+    python -m benchmarks.speed vector-kinds  # the same path on MedQuAD indexed with float32 vectors and with 8-bit codes
     python -m benchmarks.speed bm25-top   # BM25's stage at 1M synthetic consultations, top rows sampled or not
     python -m benchmarks.speed compressed-recall  # the hnsw-sq8 question graph at 1M: recall and search time by efSearch
     python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
@@ -287,72 +288,110 @@ class InTurn:
 def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5, questions: int | None = None) -> dict:
     """What a hybrid query costs after its encoding, with the reply passages searched on the helper
     thread beside BM25 and the question search (search/shard.py) and with every stage in turn,
-    alternated in rounds in one process, so the gain is a ratio of this run, whatever the machine:
-    with the vectors computed beforehand (the stages alone: p50 and mean of the path, p50 of each
-    stage), in whole `search` calls (end to end, and its time but the encoding's: the stages
-    then run on caches the encoder has just filled with its own weights), and in `similar` calls
-    (a stored consultation's panel: no encoding), each of these also after an IDLE_PAUSE, as
-    queries reach a server at low load (its cores asleep: the helper thread wakes later).
-    `questions`: the first that many LiveQA questions only (a smoke run)."""
+    alternated in rounds in one process, so the gain is a ratio of this run, whatever the machine
+    (the measures: `PathTimes`). `questions`: the first that many LiveQA questions only (a smoke run)."""
     import search.shard as shard
-    from search.filters import Filters
-    from search.fusion import MODES
-    from search.shard import Clock, Query
 
     searcher = Searcher.open(index, query_vectors=0)  # whole searches encode again in every round
-    texts = [t for setting in ("summary", "original") for t in load_queries(setting).values()][:questions]
-    vectors = searcher.query_encoder().embed(texts)
-    fusion = MODES["hybrid"].for_index(searcher.has_replies)
+    times = PathTimes(searcher, questions)
     helper = shard._HELPER
     variants = {"in turn": InTurn(), "side by side": helper}
-    total: dict[str, list[float]] = {name: [] for name in variants}
-    stages = {name: {s: [] for s in STAGES[1:]} for name in variants}
-    whole: dict[str, list[float]] = {name: [] for name in variants}
-    panels: dict[str, list[float]] = {name: [] for name in variants}
-    stored = searcher.ids()[:: len(searcher) // len(texts)][: len(texts)]
-    but_encoding: dict[str, list[float]] = {name: [] for name in variants}
-    idle_but_encoding: dict[str, list[float]] = {name: [] for name in variants}
-    idle_panels: dict[str, list[float]] = {name: [] for name in variants}
-    searcher.search("warm up the model and the caches", k=10)
-
-    def search_timed(text: str) -> tuple[float, float]:
-        """A whole search's seconds, and those but its encoding's."""
-        timings: dict[str, float] = {}
-        _, seconds = timed(searcher.search, text, 10, timings=timings)
-        return seconds, seconds - timings["embed"]
-
+    measured: dict[str, dict[str, list[float]]] = {name: {} for name in variants}
     try:
         for _ in range(rounds):
             for name, executor in variants.items():
                 shard._HELPER = executor
-                for text, vector in zip(texts, vectors):
-                    timings: dict[str, float] = {}
-                    _, seconds = timed(searcher._answer, Query(tokenize(text), vector, vector), text, 10, fusion, Filters(),
-                                       Clock(timings))
-                    total[name].append(seconds)
-                    for s in STAGES[1:]:
-                        stages[name][s].append(timings.get(s, 0.0))
-                for text in texts:
-                    seconds, after = search_timed(text)
-                    whole[name].append(seconds)
-                    but_encoding[name].append(after)
-                for consultation_id in stored:
-                    panels[name].append(timed(searcher.similar, consultation_id)[1])
-                for text, consultation_id in zip(texts, stored):
-                    time.sleep(IDLE_PAUSE)
-                    idle_but_encoding[name].append(search_timed(text)[1])
-                    time.sleep(IDLE_PAUSE)
-                    idle_panels[name].append(timed(searcher.similar, consultation_id)[1])
+                times.round(searcher, measured[name])
     finally:
         shard._HELPER = helper
-    out = {"cpu": cpu_name(), "queries": len(texts), "rounds": rounds}
-    for name in variants:
-        out[name] = {"after_encoding": ms(total[name]), "mean_ms": round(float(np.mean(total[name])) * 1e3, 3),
-                     **{s: ms(v)["p50"] for s, v in stages[name].items()},
-                     "search_end_to_end": ms(whole[name]), "search_but_encoding": ms(but_encoding[name]),
-                     "similar": ms(panels[name]), "idle_pause_ms": IDLE_PAUSE * 1e3,
-                     "after_idle_search_but_encoding": ms(idle_but_encoding[name]), "after_idle_similar": ms(idle_panels[name])}
+    return {"cpu": cpu_name(), "queries": len(times.texts), "rounds": rounds,
+            **{name: PathTimes.summary(values) for name, values in measured.items()}}
+
+
+def section_vector_kinds(consultations: list[Consultation], kinds: tuple[str, ...] = ("hnsw", vectors.COMPRESSED), rounds: int = 5,
+                         questions: int | None = None, work: Path = WORK, encoder=None) -> dict:
+    """The query path on one collection indexed with each vector index kind (float32 vectors
+    against 8-bit codes, by default), alternated in rounds in one process (`PathTimes`), with
+    the FAISS files' sizes and dense recall@10 against exact search. The vectors come from the
+    relevance benchmark's cache (or `encoder`), so every kind indexes the same float32 vectors."""
+    searchers = {}
+    for kind in kinds:
+        directory = work / f"kinds-{kind}"
+        shutil.rmtree(directory, ignore_errors=True)
+        build_index(consultations, directory, BuildConfig(progress=False, vector_index=kind, cache=BENCH_CACHE, precision="fp32"),
+                    encoder=encoder)
+        searchers[kind] = Searcher.open(directory, query_vectors=0)
+    times = PathTimes(searchers[kinds[0]], questions)
+    measured: dict[str, dict[str, list[float]]] = {kind: {} for kind in kinds}
+    for _ in range(rounds):
+        for kind, searcher in searchers.items():
+            times.round(searcher, measured[kind])
+    out = {"cpu": cpu_name(), "queries": len(times.texts), "rounds": rounds, "consultations": len(consultations)}
+    for kind, searcher in searchers.items():
+        generation = generations.current(searcher.directory)
+        out[kind] = {**PathTimes.summary(measured[kind]),
+                     "faiss_mb": round(sum(p.stat().st_size for p in generation.glob("*.faiss")) / 2**20, 1),
+                     "recall_at_10": phase_recall(str(searcher.directory), queries=min(100, len(times.texts)))["recall_at_10"]}
     return out
+
+
+class PathTimes:
+    """The query path's measures after the encoding, a round at a time, for comparing variants
+    alternated in one process: each LiveQA question's path with its vectors computed beforehand
+    (p50 and mean, p50 of each stage); whole `search` calls (end to end, and their time but the
+    encoding's: the stages then run on caches the encoder has just filled with its own
+    weights); `similar` calls (a stored consultation's panel: no encoding); and both of these
+    after an IDLE_PAUSE, as queries reach a server at low load (its cores asleep)."""
+
+    def __init__(self, searcher: Searcher, questions: int | None = None) -> None:
+        from search.fusion import MODES
+
+        self.texts = [t for setting in ("summary", "original") for t in load_queries(setting).values()][:questions]
+        self.vectors = searcher.query_encoder().embed(self.texts)
+        self.fusion = MODES["hybrid"].for_index(searcher.has_replies)
+
+    def round(self, searcher: Searcher, into: dict[str, list[float]]) -> None:
+        """One round of every measure on `searcher`, appended to `into`'s lists."""
+        from search.filters import Filters
+        from search.shard import Clock, Query
+
+        def add(measure: str, seconds: float) -> None:
+            into.setdefault(measure, []).append(seconds)
+
+        def search_timed(text: str) -> tuple[float, float]:
+            """A whole search's seconds, and those but its encoding's."""
+            timings: dict[str, float] = {}
+            _, seconds = timed(searcher.search, text, 10, timings=timings)
+            return seconds, seconds - timings["embed"]
+
+        stored = searcher.ids()[:: max(len(searcher) // len(self.texts), 1)][: len(self.texts)]
+        searcher.search("warm up the model and the caches", k=10)
+        for text, vector in zip(self.texts, self.vectors):
+            timings: dict[str, float] = {}
+            add("after_encoding", timed(searcher._answer, Query(tokenize(text), vector, vector), text, 10, self.fusion, Filters(),
+                                        Clock(timings))[1])
+            for stage in STAGES[1:]:
+                add(stage, timings.get(stage, 0.0))
+        for text in self.texts:
+            seconds, after = search_timed(text)
+            add("search_end_to_end", seconds)
+            add("search_but_encoding", after)
+        for consultation_id in stored:
+            add("similar", timed(searcher.similar, consultation_id)[1])
+        for text, consultation_id in zip(self.texts, stored):
+            time.sleep(IDLE_PAUSE)
+            add("after_idle_search_but_encoding", search_timed(text)[1])
+            time.sleep(IDLE_PAUSE)
+            add("after_idle_similar", timed(searcher.similar, consultation_id)[1])
+
+    @staticmethod
+    def summary(values: dict[str, list[float]]) -> dict:
+        """What the JSON keeps of a variant's measures (ms)."""
+        return {"after_encoding": ms(values["after_encoding"]), "mean_ms": round(float(np.mean(values["after_encoding"])) * 1e3, 3),
+                **{s: ms(values[s])["p50"] for s in STAGES[1:]},
+                **{m: ms(values[m]) for m in ("search_end_to_end", "search_but_encoding", "similar")},
+                "idle_pause_ms": IDLE_PAUSE * 1e3,
+                **{m: ms(values[m]) for m in ("after_idle_search_but_encoding", "after_idle_similar")}}
 
 
 def section_bm25_top(n: int = 1_000_000) -> dict:
@@ -682,6 +721,8 @@ def report() -> str:
 
     if (RESULTS / "overlap.json").is_file():
         lines += overlap_report(json.loads((RESULTS / "overlap.json").read_text()))
+    if (RESULTS / "vector-kinds.json").is_file():
+        lines += vector_kinds_report(json.loads((RESULTS / "vector-kinds.json").read_text()))
 
     if (RESULTS / "bm25-top.json").is_file():
         top = json.loads((RESULTS / "bm25-top.json").read_text())
@@ -792,6 +833,23 @@ def overlap_report(overlap: dict) -> list[str]:
     return lines + [""]
 
 
+def vector_kinds_report(kinds: dict) -> list[str]:
+    """speed.md's table of section_vector_kinds."""
+    names = [name for name, row in kinds.items() if isinstance(row, dict)]
+    lines = [f"## The vector index kinds on one collection ({kinds['cpu']})", "",
+             f"Hybrid, {kinds['consultations']:,} MedQuAD consultations indexed with each kind from the same float32 vectors, "
+             f"{kinds['queries']} LiveQA questions x {kinds['rounds']} rounds, the kinds alternated in one process "
+             "(`python -m benchmarks.speed vector-kinds`); p50 ms.", "",
+             "| kind | FAISS files MB | recall@10 | after the encoding | vectors | rescore | search but the encoding | similar |"
+             " after an idle pause: search but the encoding | similar |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        row = kinds[name]
+        lines.append(f"| {name} | {row['faiss_mb']} | {row['recall_at_10']} | {row['after_encoding']['p50']} | {row['vectors']} | "
+                     f"{row['rescore']} | {row['search_but_encoding']['p50']} | {row['similar']['p50']} | "
+                     f"{row['after_idle_search_but_encoding']['p50']} | {row['after_idle_similar']['p50']} |")
+    return lines + [""]
+
+
 def queries_report(queries: dict) -> list[str]:
     """The section of speed.md for `speed.py queries`, a separate run on its own machine."""
     lines = [f"## Queries only, another run and machine ({queries['cpu']}, bf16 hardware: "
@@ -835,7 +893,7 @@ def plot_scale(scale: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "bm25-top", "compressed-recall", "report",
+    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "vector-kinds", "bm25-top", "compressed-recall", "report",
                                             "_queries", "_txtai", "_recall"))
     parser.add_argument("target", nargs="?")
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -863,6 +921,9 @@ def main() -> None:
             (RESULTS / "compressed-recall.json").write_text(json.dumps(section_compressed_recall(), indent=2) + "\n")
         elif args.section == "overlap":
             (RESULTS / "overlap.json").write_text(json.dumps(section_overlap(), indent=2) + "\n")
+        elif args.section == "vector-kinds":
+            consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
+            (RESULTS / "vector-kinds.json").write_text(json.dumps(section_vector_kinds(consultations), indent=2) + "\n")
         elif args.section == "scale":
             sizes = [int(s) for s in args.sizes.split(",")]
             consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations

@@ -37,3 +37,16 @@ def test_overlap_section_measures_every_way_on_a_tiny_corpus(tmp_path, seeds_ind
             assert row[measure]["n"] == result["queries"] and row[measure]["p50"] > 0, (way, measure)
         assert row["idle_pause_ms"] == speed.IDLE_PAUSE * 1e3
     assert "after an idle pause" in "\n".join(speed.overlap_report(result))
+
+
+def test_vector_kinds_section_measures_each_kind_on_a_tiny_corpus(tmp_path, seeds_index):
+    corpus = speed.synthetic_corpus(300, read_sources([SEEDS]).consultations)
+    encoder = speed.SyntheticEncoder.of(speed.Searcher.open(seeds_index))
+    result = speed.section_vector_kinds(corpus, rounds=1, questions=20, work=tmp_path, encoder=encoder)
+    assert result["consultations"] == 300
+    for kind in ("hnsw", "hnsw-sq8"):
+        row = result[kind]
+        assert row["after_encoding"]["n"] == row["after_idle_similar"]["n"] == 20 and row["vectors"] > 0
+        assert 0 < row["recall_at_10"] <= 1 and row["faiss_mb"] > 0
+    assert result["hnsw-sq8"]["faiss_mb"] < result["hnsw"]["faiss_mb"]  # a byte a dimension, half the links
+    assert "| hnsw-sq8 |" in "\n".join(speed.vector_kinds_report(result))
