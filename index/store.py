@@ -165,12 +165,16 @@ class DocumentStore:
 
     def _read(self, column: str, rows: list[int]) -> list[str]:
         """One column's values at these rows, in the order asked."""
-        if not rows:
-            return []
-        marks = ",".join("?" * len(rows))
+        rows = [int(r) for r in rows]
+        found: dict[int, str] = {}
         with self._lock:
-            found = dict(self.db.execute(f"SELECT row, {column} FROM consultations WHERE row IN ({marks})", [int(r) for r in rows]))
-        return [found[int(r)] for r in rows]
+            # A statement takes at most SQLite's limit of parameters (250,000 by default, 32,766
+            # before 3.32): an update reads every row, so a large index is read in batches.
+            batch = self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            for start in range(0, len(rows), batch):
+                part = rows[start : start + batch]
+                found.update(self.db.execute(f"SELECT row, {column} FROM consultations WHERE row IN ({','.join('?' * len(part))})", part))
+        return [found[r] for r in rows]
 
     def close(self) -> None:
         self.db.close()

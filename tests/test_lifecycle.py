@@ -90,6 +90,18 @@ def test_updates_keep_the_vector_index_kind_chosen_at_build(tmp_path, encoder):
     assert manifest.parameters["vector_index_choice"] == "hnsw"
 
 
+def test_the_store_reads_more_rows_than_sqlite_takes_parameters_in_batches(seeds_index):
+    """An update reads every row: at 1M consultations that was over SQLite's 250,000 parameters a statement."""
+    import sqlite3
+
+    from index.segment import Segment
+
+    unlimited, store = (Segment.open_store(generations.current(seeds_index)) for _ in range(2))
+    store.db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 2)
+    rows = list(range(len(store)))[::-1]
+    assert (store.get(rows), store.snippets(rows)) == (unlimited.get(rows), unlimited.snippets(rows)) and len(rows) > 2
+
+
 def test_update_errors(tmp_path, encoder):
     build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
     with pytest.raises(SimqaError, match="unknown consultation id"):
