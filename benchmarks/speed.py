@@ -5,6 +5,7 @@
     python -m benchmarks.speed queries    # another machine: query latency against txtai, encoders (no cold builds)
     python -m benchmarks.speed overlap    # the query path after its encoding, stages side by side against in turn
     python -m benchmarks.speed vector-kinds  # the same path on MedQuAD indexed with float32 vectors and with 8-bit codes
+    python -m benchmarks.speed updates [DIR] --added N [--no-fresh]  # simqa add to a copy of an index (MedQuAD's by default)
     python -m benchmarks.speed bm25-top   # BM25's stage at 1M synthetic consultations, top rows sampled or not
     python -m benchmarks.speed compressed-recall  # the hnsw-sq8 question graph at 1M: recall and search time by efSearch
     python -m benchmarks.speed report     # speed.md and scale.png from the JSON files
@@ -34,6 +35,7 @@ from index import BuildConfig, build_index, generations, read_sources, vectors
 from index.bm25 import FieldBM25
 from index.consultation import Consultation
 from index.embed import Encoder, native_bf16
+from index.segment import embedded_texts
 from index.text import tokenize
 from search import Searcher
 from search.bench import evaluate
@@ -456,6 +458,40 @@ def section_bm25_top(n: int = 1_000_000) -> dict:
 
 # Widest vector instructions first: what MiniLM's fp32 and bf16 passes, FAISS and numpy run on.
 SIMD_LEVELS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 with bf16"), ("avx512f", "AVX-512"), ("avx2", "AVX2 only"))
+
+
+def section_updates(index: Path, added: int, consultations: list[Consultation], fresh: bool = True, work: Path = WORK) -> dict:
+    """`simqa add` of `added` new consultations (synthetic, words drawn from `consultations`) to a
+    copy of the index: the update's wall time, stages and the process's peak RSS after it, its
+    vector indexes grown by the new rows (index/vectors.py, grow), and with `fresh` a build of the same consultations and vectors
+    into an empty directory (what the update cost before graphs grew), each with its question
+    graph's recall@10 against exact search."""
+    from index import update_index
+    from index.segment import Segment
+
+    copy, rebuilt = work / f"updates-{index.name}", work / f"updates-{index.name}-fresh"
+    for directory in (copy, rebuilt):
+        shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(index, copy)
+    new = [replace(c, id=f"added-{i}") for i, c in enumerate(synthetic_corpus(added, consultations, seed=17))]
+    manifest, seconds = timed(update_index, copy, upserts=new, config=BuildConfig(progress=False, precision="fp32"))
+    out = {"cpu": cpu_name(), "consultations": manifest.counts["consultations"], "added": added,
+           "update": {"seconds": round(seconds, 1), "stages": manifest.parameters["build_seconds"],
+                      "vector_index": manifest.parameters["vector_index"], "peak_rss_mb": peak_rss_mb(),
+                      "recall": phase_recall(str(copy))["recall_at_10"]}}
+    if fresh:  # the same consultations and vectors, nothing to embed
+        generation = generations.current(copy)
+        held = Searcher.open(copy).consultations()
+        texts = embedded_texts(held, manifest.parameters["passage_words"], manifest.parameters["max_passages"])
+        encoder = Encoder()
+        for embedded, vectors_ in zip((texts.questions, texts.flat_passages), Segment.load_vectors(generation)):
+            encoder.remember(embedded, vectors_)
+        choice = manifest.parameters["vector_index_choice"]
+        built, seconds = timed(build_index, held, rebuilt, BuildConfig(progress=False, vector_index=choice),
+                               encoder=encoder)
+        out["fresh_build"] = {"seconds": round(seconds, 1), "stages": built.parameters["build_seconds"],
+                              "recall": phase_recall(str(rebuilt))["recall_at_10"]}
+    return out
 
 
 def section_compressed_recall(n: int = 1_000_000, queries: int = 100) -> dict:
@@ -893,12 +929,14 @@ def plot_scale(scale: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "vector-kinds", "bm25-top", "compressed-recall", "report",
+    parser.add_argument("section", choices=("medquad", "scale", "queries", "overlap", "vector-kinds", "updates", "bm25-top", "compressed-recall", "report",
                                             "_queries", "_txtai", "_recall"))
     parser.add_argument("target", nargs="?")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--vector-index", default="auto", help="scale: the vector index kind (results in scale-KIND.json but for auto)")
     parser.add_argument("--relevance", action="store_true")
+    parser.add_argument("--added", type=int, default=100, help="updates: new consultations to add")
+    parser.add_argument("--no-fresh", action="store_true", help="updates: no fresh build to compare with (1M: 20 min)")
     parser.add_argument("--replies", action="store_true", help="_txtai: index question and reply texts")
     parser.add_argument("--save", help="_txtai: load the index saved here, or build and save it here")
     args = parser.parse_args()
@@ -921,6 +959,13 @@ def main() -> None:
             (RESULTS / "compressed-recall.json").write_text(json.dumps(section_compressed_recall(), indent=2) + "\n")
         elif args.section == "overlap":
             (RESULTS / "overlap.json").write_text(json.dumps(section_overlap(), indent=2) + "\n")
+        elif args.section == "updates":
+            consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
+            target = Path(args.target) if args.target else MEDQUAD_INDEX
+            path = RESULTS / "updates.json"
+            earlier = json.loads(path.read_text()) if path.is_file() else {}  # the other corpora's runs are kept
+            run = section_updates(target, args.added, consultations, fresh=not args.no_fresh)
+            path.write_text(json.dumps({**earlier, target.name: run}, indent=2) + "\n")
         elif args.section == "vector-kinds":
             consultations = read_sources([write_files(LIVEQA)["corpus"]]).consultations
             (RESULTS / "vector-kinds.json").write_text(json.dumps(section_vector_kinds(consultations), indent=2) + "\n")

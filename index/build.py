@@ -116,12 +116,13 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
         vector_files.remember(encoder, consultations, config.vectors, config.passage_words, config.max_passages, config.progress)
     listed = None if config.shard is not None else chosen_topics(lambda: consultations, config, target, encoder)
     digest = _content_digest(consultations, config, config.recorded_fingerprint or encoder.fingerprint, listed)
-    unchanged = _current_manifest(target)
-    if unchanged is not None and unchanged.parameters.get("content_sha256") == digest:
+    current = _current_manifest(target)
+    if current is not None and current.parameters.get("content_sha256") == digest:
         stages.start("unchanged", "the index already holds exactly these consultations: nothing to write")
-        return unchanged
+        return current
+    base = generations.current(target) if current is not None else None  # its vector indexes may grow (index/vectors.py, grow)
     with generations.writing(target) as work:
-        manifest = _write(consultations, work, config, encoder, stages)
+        manifest = _write(consultations, work, config, encoder, stages, base)
         if listed is not None:
             stages.start("topics", f"storing {len(listed[0])} Related FAQ topics")
             manifest.parameters["topics"] = write_topics(work, *listed, encoder)
@@ -193,7 +194,8 @@ def _content_digest(consultations: list[Consultation], config: BuildConfig, mode
     return digest.hexdigest()
 
 
-def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder, stages: "_Stages") -> Manifest:
+def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder, stages: "_Stages",
+           base: Path | None) -> Manifest:
     texts = embedded_texts(consultations, config.passage_words, config.max_passages)
     stages.start("embed_questions", "embedding questions")
     question_vectors = encoder.embed(texts.questions)
@@ -202,7 +204,7 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
     shard = config.shard
     written = segment.write(work, consultations, texts, question_vectors, reply_vectors, config.vector_index, threads(),
                             config.progress, stages.start, None if shard is None else shard.stats,
-                            None if shard is None else shard.vectors)
+                            None if shard is None else shard.vectors, base)
     manifest = Manifest(
         model=encoder.name,
         model_fingerprint=config.recorded_fingerprint or encoder.fingerprint,

@@ -94,6 +94,7 @@ def write(
     stage: Callable[[str, str], None] = lambda name, message: None,
     stats: dict[str, CollectionStats] | None = None,
     collection_vectors: dict[str, int] | None = None,
+    base: Path | None = None,
 ) -> dict:
     """Write every file of a generation but the manifest into `directory`; returns what the
     manifest records of it (BM25 vocabulary sizes, the vector indexes' kinds and parameters).
@@ -101,7 +102,9 @@ def write(
     the collection's BM25 statistics per field, and `collection_vectors` its number of question and
     reply vectors, for a shard of a sharded index: "auto" picks the kind the whole collection
     would get, so a sharded index searches as the single one (flat per shard costs as much as
-    flat over all, in total)."""
+    flat over all, in total). `base`: the generation this one follows, whose vector indexes grow
+    by the rows appended since when they hold exactly the rows before (index/vectors.py, grow);
+    the manifest then says how many were appended."""
     stage("store", f"storing {len(consultations)} consultations")
     write_store(directory / STORE, consultations)
     stage("bm25", "indexing BM25 (title + question, reply + more info)")
@@ -115,8 +118,10 @@ def write(
     kinds = {}
     for name, vecs, faiss_file in (("question", question_vectors, QUESTION_FAISS), ("reply", reply_vectors, REPLY_FAISS)):
         kind = vectors.choose_kind((collection_vectors or {}).get(name, len(vecs)), vector_index)
-        vectors.save(vectors.build(vecs, kind, threads), directory / faiss_file)
-        kinds[name] = vectors.parameters(kind, len(vecs))
+        grown = vectors.grow(base / faiss_file, vecs, kind, threads) if base is not None else None
+        index = vectors.build(vecs, kind, threads) if grown is None else grown[0]
+        vectors.save(index, directory / faiss_file)
+        kinds[name] = vectors.parameters(kind, index) | ({} if grown is None else {"appended": grown[1]})
     np.save(directory / REPLY_OFFSETS, texts.offsets, allow_pickle=False)
     return {"vocabulary_question": bm25_question.vocabulary_size, "vocabulary_reply": bm25_reply.vocabulary_size,
             "vector_index": kinds}

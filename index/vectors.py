@@ -14,7 +14,8 @@ questions (recall 0.957) as one index's search at 128 (0.956); at 128 each shard
 long for it (`ef_search`).
 HNSW_MIN is where exact search passes about 1.5 ms. A filter that leaves at most HNSW_MIN rows
 is searched exactly over those rows (HNSW walks a filtered graph poorly). The kind and its
-parameters go into the manifest.
+parameters go into the manifest. A generation that keeps the previous one's rows in place and
+appends others grows the previous indexes by them (`grow`) instead of building them again.
 
 Exact rescoring reads each row's vector from the index's own storage (`stored`): flat and HNSW
 indexes hold the float32 vectors already, in memory once read, so no second copy is written or
@@ -122,9 +123,9 @@ class QuantizedVectors:
         n, dimension = storage.ntotal, storage.d
         self.codes = (faiss.rev_swig_ptr(storage.codes.data(), n * storage.code_size).reshape(n, storage.code_size)
                       if n else np.zeros((0, dimension), dtype=np.uint8))
-        trained = faiss.vector_to_array(storage.sq.trained)  # per dimension: minimum, then range
-        self._scale = (trained[dimension:] / 255).astype(np.float32)
-        self._offset = (trained[:dimension] + 0.5 * self._scale).astype(np.float32)
+        low, width = _ranges(index)
+        self._scale = (width / 255).astype(np.float32)
+        self._offset = (low + 0.5 * self._scale).astype(np.float32)
         self.shape = (n, dimension)
         self.dtype = np.dtype(np.float32)
 
@@ -145,12 +146,77 @@ def settings() -> list[int]:
     return [HNSW_MIN, *(value for kind in GRAPHS for value in graph(kind)), BIG_GRAPH]
 
 
-def parameters(kind: str, n_vectors: int) -> dict:
-    """What the manifest records of an index of n vectors."""
+def parameters(kind: str, index: faiss.Index) -> dict:
+    """What the manifest records of an index: its kind, and a graph's parameters as it holds them."""
     if kind in GRAPHS:
-        links, effort = graph(kind)
-        return {"kind": kind, "M": links, "efConstruction": ef_construction(n_vectors), "efSearch": effort}
+        return {"kind": kind, "M": index.hnsw.nb_neighbors(0) // 2, "efConstruction": index.hnsw.efConstruction,
+                "efSearch": index.hnsw.efSearch}
     return {"kind": "flat", "metric": "inner_product"}
+
+
+def grow(path: Path, vectors: np.ndarray, kind: str, threads: int = 1) -> tuple[faiss.Index, int] | None:
+    """The index in `path` with the rows of `vectors` beyond its own added, and how many it added
+    (HNSW inserts them into its graph, as build() inserts every row); None when build() is due
+    instead: the file is not of this kind, or not what build() would make of this many vectors
+    (links, efSearch, efConstruction), or its rows are not exactly the first rows of `vectors`
+    (one changed or was deleted), or, for 8-bit codes, an added vector lies further outside the
+    ranges the codes were trained on than rounding errs (`_within_ranges`). An update that appends
+    consultations then costs the new rows' insertion, not a new graph (README, "Updates")."""
+    try:
+        mapped = load(path, mapped=True)
+    except (RuntimeError, OSError):  # damaged or missing: the build writes a new one anyway
+        return None
+    held = mapped.ntotal
+    if _kind_of(mapped) != kind or held > len(vectors) or not _as_built(mapped, kind, len(vectors)):
+        return None
+    if not _same_rows(stored(mapped), vectors[:held]):
+        return None
+    added = np.ascontiguousarray(vectors[held:], dtype=np.float32)
+    if kind == COMPRESSED and not _within_ranges(mapped, added):
+        return None
+    index = load(path)  # in memory: a mapped index cannot grow
+    faiss.omp_set_num_threads(threads)
+    if len(added):
+        index.add(added)
+    return index, len(added)
+
+
+def _kind_of(index: faiss.Index) -> str:
+    if isinstance(index, faiss.IndexHNSWSQ):
+        return COMPRESSED
+    return "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+
+
+def _as_built(index: faiss.Index, kind: str, n_vectors: int) -> bool:
+    """Whether build() would give a graph of n vectors the parameters this one has."""
+    if kind not in GRAPHS:
+        return True
+    links, effort = graph(kind)
+    hnsw = index.hnsw
+    return (hnsw.nb_neighbors(0), hnsw.efSearch, hnsw.efConstruction) == (2 * links, effort, ef_construction(n_vectors))
+
+
+def _same_rows(held: np.ndarray | QuantizedVectors, vectors: np.ndarray, chunk: int = 65_536) -> bool:
+    """Whether an index's rows (decoded, for codes) are these vectors, bit for bit; in chunks,
+    so codes are never decoded whole."""
+    return all(np.array_equal(held[start : start + chunk], vectors[start : start + chunk]) for start in range(0, len(vectors), chunk))
+
+
+def _ranges(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """An 8-bit index's trained ranges: each dimension's minimum and width."""
+    storage = faiss.downcast_index(index.storage)
+    trained = faiss.vector_to_array(storage.sq.trained)  # per dimension: minimum, then width
+    return trained[: storage.d], trained[storage.d :]
+
+
+def _within_ranges(index: faiss.Index, added: np.ndarray) -> bool:
+    """Whether the codes hold the added vectors about as well as their own rows: clipping a
+    vector to the trained ranges moves it by no more than rounding may (half a code step in every
+    dimension). A few values just outside are usual (of 1,000 new vectors at 1M, 3 values by up
+    to 4.6 steps); a vector far outside is not, and the codes are then trained again."""
+    low, width = _ranges(index)
+    moved = np.linalg.norm(added - np.clip(added, low, low + width), axis=1)
+    return bool((moved <= np.linalg.norm(width / 255) / 2).all())
 
 
 def save(index: faiss.Index, path: Path) -> None:

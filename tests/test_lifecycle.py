@@ -90,6 +90,21 @@ def test_updates_keep_the_vector_index_kind_chosen_at_build(tmp_path, encoder):
     assert manifest.parameters["vector_index_choice"] == "hnsw"
 
 
+def test_an_update_that_appends_grows_the_graphs_and_answers_as_a_fresh_build(tmp_path, encoder):
+    seeds = read_sources([SEEDS]).consultations
+    hnsw = replace(config(), vector_index="hnsw")
+    build_index(seeds, tmp_path / "live", hnsw, encoder=encoder)
+    grown = update_index(tmp_path / "live", upserts=EXTRA, config=hnsw)
+    assert [grown.parameters["vector_index"][name]["appended"] for name in ("question", "reply")] == [3, 3]
+    build_index(seeds + EXTRA, tmp_path / "fresh", hnsw, encoder=encoder)
+    assert "appended" not in Searcher.open(tmp_path / "fresh").manifest.parameters["vector_index"]["question"]
+    assert rankings(tmp_path / "live") == rankings(tmp_path / "fresh")
+    rebuilt = update_index(tmp_path / "live", deletes=[SEED_003], config=hnsw)  # rows after it move: new graphs
+    assert "appended" not in rebuilt.parameters["vector_index"]["question"]
+    build_index([c for c in seeds + EXTRA if c.id != SEED_003], tmp_path / "again", hnsw, encoder=encoder)
+    assert rankings(tmp_path / "live") == rankings(tmp_path / "again")
+
+
 def test_the_store_reads_more_rows_than_sqlite_takes_parameters_in_batches(seeds_index):
     """An update reads every row: at 1M consultations that was over SQLite's 250,000 parameters a statement."""
     import sqlite3

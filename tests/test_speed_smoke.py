@@ -50,3 +50,15 @@ def test_vector_kinds_section_measures_each_kind_on_a_tiny_corpus(tmp_path, seed
         assert 0 < row["recall_at_10"] <= 1 and row["faiss_mb"] > 0
     assert result["hnsw-sq8"]["faiss_mb"] < result["hnsw"]["faiss_mb"]  # a byte a dimension, half the links
     assert "| hnsw-sq8 |" in "\n".join(speed.vector_kinds_report(result))
+
+
+def test_updates_section_grows_the_graphs_of_a_copy_on_a_tiny_corpus(tmp_path, seeds_index):
+    consultations = read_sources([SEEDS]).consultations
+    speed.build_index(speed.synthetic_corpus(300, consultations), tmp_path / "tiny", speed.BuildConfig(progress=False, vector_index="hnsw"),
+                      encoder=speed.SyntheticEncoder.of(speed.Searcher.open(seeds_index)))
+    result = speed.section_updates(tmp_path / "tiny", 5, consultations, work=tmp_path)
+    assert result["consultations"] == 305 and result["update"]["vector_index"]["question"]["appended"] == 5
+    assert "appended" not in speed.Searcher.open(tmp_path / "updates-tiny-fresh").manifest.parameters["vector_index"]["question"]
+    for run in (result["update"], result["fresh_build"]):
+        assert run["seconds"] > 0 and run["stages"]["vector_index"] >= 0 and 0 < run["recall"] <= 1
+    assert speed.Searcher.open(tmp_path / "tiny").ids()[-1] == "s299"  # the index itself is left as it was

@@ -76,8 +76,8 @@ def test_the_compressed_kind_keeps_its_vectors_in_the_index(tmp_path):
     scores, rows = vectors.search(index, stored, data[7], 10, allowed)
     assert rows.tolist() == np.flatnonzero(allowed)[np.argsort(-(whole[allowed] @ data[7]), kind="stable")[:10]].tolist()
     assert (scores == vectors.inner_products(whole, data[7], rows)).all()
-    assert vectors.parameters(vectors.COMPRESSED, 3000) | {"efConstruction": 0} == \
-        {"kind": "hnsw-sq8", "M": vectors.COMPRESSED_M, "efConstruction": 0, "efSearch": vectors.COMPRESSED_EF_SEARCH}
+    assert vectors.parameters(vectors.COMPRESSED, index) == {"kind": "hnsw-sq8", "M": vectors.COMPRESSED_M,
+                                                             "efConstruction": 100, "efSearch": vectors.COMPRESSED_EF_SEARCH}
     assert vectors.choose_kind(10**7) == "hnsw"  # never chosen by "auto"
 
 
@@ -141,3 +141,43 @@ def test_inner_products_on_this_thread_match_numpy_and_do_not_depend_on_the_rows
         assert (vectors.inner_products(data, query, rows) == every[rows]).all()  # read in place
     assert vectors.inner_products(data[:0], query).shape == (0,)
     assert vectors.inner_products(data, query, np.zeros(0, dtype=np.int64)).shape == (0,)
+
+
+def test_an_index_grows_by_appended_rows_only_when_it_holds_exactly_the_rows_before(tmp_path, monkeypatch):
+    data = unit_vectors(2100, d=32)
+    for kind in ("flat", "hnsw"):
+        vectors.save(vectors.build(data[:2000], kind), tmp_path / f"{kind}.faiss")
+        index, added = vectors.grow(tmp_path / f"{kind}.faiss", data, kind)
+        assert added == 100 and index.ntotal == 2100
+        np.testing.assert_array_equal(vectors.stored(index), data)
+        assert vectors.search(index, data, data[2050], 5)[1][0] == 2050  # an appended row is found
+        assert vectors.grow(tmp_path / f"{kind}.faiss", data[:2000], kind)[1] == 0
+    changed = data.copy()
+    changed[7] = unit_vectors(1, d=32, seed=9)[0]
+    assert vectors.grow(tmp_path / "hnsw.faiss", changed, "hnsw") is None  # a row before changed: a new graph
+    assert vectors.grow(tmp_path / "hnsw.faiss", data[1:], "hnsw") is None  # a row deleted
+    assert vectors.grow(tmp_path / "hnsw.faiss", data[:1999], "hnsw") is None
+    assert vectors.grow(tmp_path / "hnsw.faiss", data, "flat") is None  # another kind
+    assert vectors.grow(tmp_path / "missing.faiss", data, "hnsw") is None
+    (tmp_path / "damaged.faiss").write_bytes((tmp_path / "hnsw.faiss").read_bytes()[:5000])
+    assert vectors.grow(tmp_path / "damaged.faiss", data, "hnsw") is None
+    monkeypatch.setattr(vectors, "BIG_GRAPH", 2050)  # a fresh graph of 2,100 would be built with more effort
+    assert vectors.grow(tmp_path / "hnsw.faiss", data, "hnsw") is None
+
+
+def test_eight_bit_codes_grow_only_by_values_within_their_trained_ranges(tmp_path):
+    data = unit_vectors(3000, d=32)
+    inside = data[:2000]
+    vectors.save(vectors.build(inside, vectors.COMPRESSED), tmp_path / "sq8.faiss")
+    held = np.asarray(vectors.stored(vectors.load(tmp_path / "sq8.faiss")))  # what an update remembers of the rows before
+    low, high = inside.min(axis=0), inside.max(axis=0)
+    within = np.clip(data[2000:], low, high)
+    index, added = vectors.grow(tmp_path / "sq8.faiss", np.concatenate([held, within]), vectors.COMPRESSED)
+    assert added == 1000 and np.abs(np.asarray(vectors.stored(index))[2000:] - within).max() < 0.01
+    step = (high - low) / 255
+    near = within.copy()
+    near[0, 3] = high[3] + 2 * step[3]  # clipped by two steps: less than rounding errs over 32 dimensions
+    assert vectors.grow(tmp_path / "sq8.faiss", np.concatenate([held, near]), vectors.COMPRESSED)[1] == 1000
+    beyond = within.copy()
+    beyond[0, 3] = high[3] + 0.1 * (high[3] - low[3])  # would be clipped by a tenth of the range
+    assert vectors.grow(tmp_path / "sq8.faiss", np.concatenate([held, beyond]), vectors.COMPRESSED) is None
