@@ -639,9 +639,12 @@ class SyntheticEncoder:
         return cls(np.concatenate([np.asarray(shard.question_vectors), np.asarray(shard.reply_vectors)]), Encoder())
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        picked = self.pool[self.rng.integers(0, len(self.pool), len(texts))]
+        """A vector for each text; equal texts get equal vectors, as from a model (an update then
+        finds every row's vectors as it stored them, and the graphs grow)."""
+        distinct, each = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        picked = self.pool[self.rng.integers(0, len(self.pool), len(distinct))]
         noisy = picked + self.rng.normal(0, 0.05, picked.shape).astype(np.float32)
-        return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+        return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True))[each]
 
 
 def synthetic_corpus(n: int, consultations: list[Consultation], seed: int = 5) -> list[Consultation]:
