@@ -187,6 +187,9 @@ def test_updates_route_to_shards_and_refresh_the_statistics_when_they_drift(tmp_
     assert json_manifest(directory)["parameters"]["stats_changed"] == 1
     assert main(["refresh-stats", "--index", str(directory), "--quiet"]) == 0
     assert json_manifest(directory)["parameters"]["stats_changed"] == 0
+    for number in range(3):  # the statistics changed, not the vectors: every shard kept its vector indexes
+        kept = json_manifest(directory / f"shard-{number:03d}")["parameters"]["vector_index"]
+        assert kept["question"]["appended"] == kept["reply"]["appended"] == 0
     with pytest.raises(SimqaError, match="unknown consultation id"):
         update_index(directory, deletes=["nope"])
     with pytest.raises(SimqaError, match="is a shard of the sharded index"):
