@@ -311,7 +311,7 @@ def section_overlap(index: Path = MEDQUAD_INDEX, rounds: int = 5, questions: int
 
 
 def section_vector_kinds(consultations: list[Consultation], kinds: tuple[str, ...] = ("hnsw", vectors.COMPRESSED), rounds: int = 5,
-                         questions: int | None = None, work: Path = WORK, encoder=None) -> dict:
+                         questions: int | None = None, work: Path = WORK, encoder: "SyntheticEncoder | None" = None) -> dict:
     """The query path on one collection indexed with each vector index kind (float32 vectors
     against 8-bit codes, by default), alternated in rounds in one process (`PathTimes`), with
     the FAISS files' sizes and dense recall@10 against exact search. The vectors come from the

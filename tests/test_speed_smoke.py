@@ -26,10 +26,16 @@ def test_scale_section_on_a_tiny_corpus(tmp_path, seeds_index, monkeypatch):
     assert set(result["build_stages"]) >= {"store", "bm25", "embed_questions", "embed_replies", "vector_index", "total"}
 
 
+def tiny_index(directory, seeds_index, vector_index: str = "auto"):
+    """300 synthetic consultations with vectors resampled from the seeds index's."""
+    speed.build_index(speed.synthetic_corpus(300, read_sources([SEEDS]).consultations), directory,
+                      speed.BuildConfig(progress=False, vector_index=vector_index),
+                      encoder=speed.SyntheticEncoder.of(speed.Searcher.open(seeds_index)))
+    return directory
+
+
 def test_overlap_section_measures_every_way_on_a_tiny_corpus(tmp_path, seeds_index):
-    consultations = read_sources([SEEDS]).consultations
-    speed.build_index(speed.synthetic_corpus(300, consultations), tmp_path / "tiny",
-                      speed.BuildConfig(progress=False), encoder=speed.SyntheticEncoder.of(speed.Searcher.open(seeds_index)))
+    tiny_index(tmp_path / "tiny", seeds_index)
     result = speed.section_overlap(tmp_path / "tiny", rounds=1, questions=20)
     for way in ("in turn", "side by side"):
         row = result[way]
@@ -53,10 +59,8 @@ def test_vector_kinds_section_measures_each_kind_on_a_tiny_corpus(tmp_path, seed
 
 
 def test_updates_section_grows_the_graphs_of_a_copy_on_a_tiny_corpus(tmp_path, seeds_index):
-    consultations = read_sources([SEEDS]).consultations
-    speed.build_index(speed.synthetic_corpus(300, consultations), tmp_path / "tiny", speed.BuildConfig(progress=False, vector_index="hnsw"),
-                      encoder=speed.SyntheticEncoder.of(speed.Searcher.open(seeds_index)))
-    result = speed.section_updates(tmp_path / "tiny", 5, consultations, work=tmp_path)
+    tiny_index(tmp_path / "tiny", seeds_index, vector_index="hnsw")
+    result = speed.section_updates(tmp_path / "tiny", 5, read_sources([SEEDS]).consultations, work=tmp_path)
     assert result["consultations"] == 305 and result["update"]["vector_index"]["question"]["appended"] == 5
     assert "appended" not in speed.Searcher.open(tmp_path / "updates-tiny-fresh").manifest.parameters["vector_index"]["question"]
     for run in (result["update"], result["fresh_build"]):
