@@ -133,7 +133,10 @@ class QuantizedVectors:
         return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
-        return self.codes[rows] * self._scale + self._offset
+        decoded = self.codes[rows].astype(np.float32)  # scaled and shifted in place: one array, not three
+        decoded *= self._scale
+        decoded += self._offset
+        return decoded
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         decoded = self[:]
