@@ -168,6 +168,8 @@ class Segment:
 
     @staticmethod
     def load_vectors(generation: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(question vectors, reply-passage vectors), read whole (updates reuse them; those of a
-        compressed index come back decoded, and are quantised again)."""
-        return tuple(np.asarray(vectors.stored(vectors.load(generation / index))) for index in (QUESTION_FAISS, REPLY_FAISS))
+        """(question vectors, reply-passage vectors), every row (updates reuse them; those of a
+        compressed index come back decoded, and are quantised again), from the files mapped: the
+        graphs are not read for them, an update that grows them reads them once (vectors.grow)."""
+        return tuple(np.asarray(vectors.stored(vectors.load(generation / index, mapped=True)))
+                     for index in (QUESTION_FAISS, REPLY_FAISS))
