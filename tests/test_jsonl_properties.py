@@ -2,10 +2,12 @@
 own ParseError (naming file, line and field), never another exception or a hang."""
 
 import json
+from dataclasses import asdict
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from index.consultation import Consultation, FaqTopic, PanelLink
 from index.errors import ParseError
 from index.readers import read_sources
 
@@ -44,3 +46,18 @@ def test_any_json_objects(tmp_path, records):
 def test_surrogate_escapes_in_any_field(tmp_path, text):
     escaped = json.dumps(text)  # \udXXX escapes for lone surrogates
     read_or_error(tmp_path, ('{"id": %s, "question": %s}' % (escaped, escaped)).encode("utf-8"))
+
+
+CONSULTATIONS = st.builds(
+    Consultation, id=st.text(min_size=1), question=st.text(min_size=1), title=st.text(), reply=st.text(),
+    excerpt=st.booleans(), panel=st.lists(st.builds(PanelLink, title=st.text(), id=st.text()), max_size=3),
+    related_faq=st.lists(st.builds(FaqTopic, topic=st.text(), department=st.text()), max_size=3))
+
+
+@settings(max_examples=200, deadline=2000)
+@given(CONSULTATIONS)
+def test_to_dict_is_asdict(consultation):
+    """to_dict skips asdict's deep copies, not its result: the store's JSON and the build's
+    content digest (an unchanged corpus is not rebuilt) must not change with it."""
+    assert list(consultation.to_dict().items()) == list(asdict(consultation).items())
+    assert Consultation.from_dict(json.loads(json.dumps(consultation.to_dict()))) == consultation
