@@ -48,7 +48,7 @@ from index.errors import IndexFormatError, SimqaError
 from index.manifest import MANIFEST, Manifest, sha256_of
 from index.segment import embedded_texts
 from index.text import TOKENIZER
-from index.update import Change
+from index.update import Change, update_encoder
 
 STATS = "bm25_stats.json"
 SHARD_NAME = re.compile(r"shard-\d{3}")
@@ -214,8 +214,7 @@ def update(directory: Path, upserts: list[Consultation], deletes: list[str], con
         config = replace(config, model=current.model, passage_words=params["passage_words"], max_passages=params["max_passages"],
                          vector_index=params["vector_index_choice"])
         model = (current.model, current.model_fingerprint, current.dimension, params["embedding_precision"])
-        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=current.dimension,
-                          precision=config.precision)
+        encoder = update_encoder(config, current.dimension)
         listed = chosen_topics(lambda: _consultations(directory, current, read), config, directory, encoder)
         return _publish(directory, current, [entries[n] for n in range(shards)], stats, model, config, changed, listed, encoder)
 

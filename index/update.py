@@ -20,7 +20,7 @@ from pathlib import Path
 from index import generations
 from index.build import BuildConfig, write_generation
 from index.consultation import Consultation
-from index.embed import Encoder
+from index.embed import Encoder, resolve_precision
 from index.errors import SimqaError
 from index.manifest import Manifest
 from index.segment import Segment, embedded_texts
@@ -47,6 +47,16 @@ def update_index(
         if not change.after:
             raise SimqaError("the update would leave the index empty; delete the directory instead")
         return change.write(config)
+
+
+def update_encoder(config: BuildConfig, dimension: int) -> Encoder:
+    """The encoder of an update, which embeds only the texts the index has no vector for, most
+    often a few: where its vectors are fp32 they run on ONNX Runtime, as queries do (same vectors
+    within 1e-5, tests/test_embed.py), not on a torch loaded for them (4-8 s; index/embed.py,
+    ONNX_COLD_BELOW). bf16 vectors come from torch alone."""
+    backend = "onnx" if resolve_precision(config.precision) == "fp32" else "torch"
+    return Encoder(config.model, config.batch_size, config.progress, config.cache, backend=backend, dimension=dimension,
+                   precision=config.precision)
 
 
 @dataclass
@@ -84,8 +94,7 @@ class Change:
         params = self.manifest.parameters
         config = replace(config, model=self.manifest.model, passage_words=params["passage_words"],
                          max_passages=params["max_passages"], vector_index=params.get("vector_index_choice", "auto"))
-        encoder = Encoder(config.model, config.batch_size, config.progress, config.cache, dimension=self.manifest.dimension,
-                          precision=config.precision)
+        encoder = update_encoder(config, self.manifest.dimension)
         # The model directory may hold other weights than at the build (adapted again, say): new
         # vectors from them beside the old ones would answer wrongly, so refuse.
         self.manifest.check_model(encoder.name, encoder.model_path)

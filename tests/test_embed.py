@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from index import embed
-from index.embed import ONNX_BELOW, Encoder
+from index.embed import ONNX_BELOW, ONNX_COLD_BELOW, Encoder
 
 TEXTS = ["knee pain after running", "What are the treatments for Noonan syndrome?", "twitch " * 400]
 
@@ -32,7 +32,8 @@ def test_bf16_vectors_are_the_fp32_vectors(fp32_encoder, onnx_encoder, monkeypat
     batch = [f"{text} {i}" for i in range(ONNX_BELOW) for text in TEXTS[:2]]
     expected = fp32_encoder.embed(batch)
     bf16 = Encoder(precision="bf16")
-    for encoder in (bf16, onnx_encoder):  # a batch this big runs on torch in the ONNX encoder too
+    onnx_encoder.model  # torch loaded: a batch this big then runs on torch in the ONNX encoder too
+    for encoder in (bf16, onnx_encoder):
         onnx_runs = []
         if encoder._onnx is not None:
             monkeypatch.setattr(encoder._onnx, "encode", lambda texts: onnx_runs.append(texts))
@@ -40,6 +41,22 @@ def test_bf16_vectors_are_the_fp32_vectors(fp32_encoder, onnx_encoder, monkeypat
         assert got.dtype == np.float32 and onnx_runs == []
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
         assert (got * expected).sum(axis=1).min() > 0.999
+
+
+def test_batches_run_on_onnx_until_torch_is_loaded(fp32_encoder, onnx_encoder):
+    """A server's batch request or an update's new texts, more than ONNX_BELOW but fewer than
+    ONNX_COLD_BELOW, run on ONNX Runtime while torch is not loaded (loading it costs seconds),
+    in length-ordered calls, in fp32: the torch vectors, and the model is still not loaded.
+    bf16 batches load torch (2.3x faster on AMX)."""
+    assert ONNX_BELOW < 40 < ONNX_COLD_BELOW
+    cold = Encoder(backend="onnx", dimension=384, precision="fp32")  # onnx_encoder made the export
+    texts = [f"{text} {i}" for i in range(20) for text in TEXTS[:2]]
+    got = cold.embed(texts)
+    assert cold._model is None and got.shape == (40, 384)
+    np.testing.assert_allclose(got, fp32_encoder.embed(texts), atol=1e-5)
+    bf16 = Encoder(backend="onnx", dimension=384, precision="bf16")
+    bf16.embed(texts)
+    assert bf16._model is not None
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch):

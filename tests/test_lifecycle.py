@@ -58,6 +58,14 @@ def rankings(directory) -> list:
     return out
 
 
+def assert_same_rankings(left, right) -> None:
+    """The same hits in the same order, scores equal to 1e-4: an update embeds its few new texts
+    on ONNX Runtime, a build on torch (the same vectors within 1e-5, tests/test_embed.py)."""
+    a, b = rankings(left), rankings(right)
+    assert [[i for i, _ in hits] for hits in a] == [[i for i, _ in hits] for hits in b]
+    assert all(abs(x - y) < 1e-4 for hits_a, hits_b in zip(a, b) for (_, x), (_, y) in zip(hits_a, hits_b))
+
+
 def test_updates_equal_a_fresh_build_and_embed_only_what_changed(tmp_path, encoder, monkeypatch):
     seeds = read_sources([SEEDS]).consultations
     build_index(seeds, tmp_path / "live", config(), encoder=encoder)
@@ -78,8 +86,23 @@ def test_updates_equal_a_fresh_build_and_embed_only_what_changed(tmp_path, encod
     final = [c for c in seeds if c.id != SEED_003] + [changed, EXTRA[2]]
     assert Searcher.open(tmp_path / "live").ids() == [c.id for c in final]
     build_index(final, tmp_path / "fresh", config(), encoder=encoder)
-    assert rankings(tmp_path / "live") == rankings(tmp_path / "fresh")
+    assert_same_rankings(tmp_path / "live", tmp_path / "fresh")
     assert sorted(p.name for p in (tmp_path / "live").iterdir()) == [".lock", "CURRENT", "gen-00000003", "gen-00000004"]
+
+
+def test_an_update_embeds_its_new_texts_without_loading_torch(tmp_path, encoder):
+    """Where the index's vectors are fp32, an update's new texts run on ONNX Runtime, as queries
+    do: `simqa add` of a consultation does not import torch (4-8 s) for two texts."""
+    build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
+    assert Encoder(backend="onnx").backend == "onnx"  # the export, made once per model and machine
+    script = ("import sys, json; from index import BuildConfig, update_index; from index.consultation import Consultation; "
+              "m = update_index(sys.argv[1], upserts=[Consultation(**json.loads(sys.argv[2]))], "
+              "config=BuildConfig(progress=False, vector_index='flat', precision='fp32')); "
+              "print(m.counts['consultations'], 'torch' in sys.modules, 'sentence_transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "idx"), json.dumps(EXTRA[0].to_dict())], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["10", "False", "False"]
+    assert Searcher.open(tmp_path / "idx").search("knee hurts on stairs", k=1)[0].id == "knee"
 
 
 def test_updates_keep_the_vector_index_kind_chosen_at_build(tmp_path, encoder):
@@ -98,11 +121,11 @@ def test_an_update_that_appends_grows_the_graphs_and_answers_as_a_fresh_build(tm
     assert [grown.parameters["vector_index"][name]["appended"] for name in ("question", "reply")] == [3, 3]
     build_index(seeds + EXTRA, tmp_path / "fresh", hnsw, encoder=encoder)
     assert "appended" not in Searcher.open(tmp_path / "fresh").manifest.parameters["vector_index"]["question"]
-    assert rankings(tmp_path / "live") == rankings(tmp_path / "fresh")
+    assert_same_rankings(tmp_path / "live", tmp_path / "fresh")
     rebuilt = update_index(tmp_path / "live", deletes=[SEED_003], config=hnsw)  # rows after it move: new graphs
     assert "appended" not in rebuilt.parameters["vector_index"]["question"]
     build_index([c for c in seeds + EXTRA if c.id != SEED_003], tmp_path / "again", hnsw, encoder=encoder)
-    assert rankings(tmp_path / "live") == rankings(tmp_path / "again")
+    assert_same_rankings(tmp_path / "live", tmp_path / "again")
 
 
 def test_the_store_reads_more_rows_than_sqlite_takes_parameters_in_batches(seeds_index):
