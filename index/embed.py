@@ -33,6 +33,7 @@ BATCH_SIZE = 64  # texts per batch at most
 # alike (activations stay in cache), while short questions keep batches of 64.
 BATCH_CHARS = 16_384
 CACHE_CHUNK = 4096  # texts encoded between two cache writes
+REMEMBERED_ROWS = 65_536  # remembered vectors read at once (Encoder._fill_remembered): 96 MB of float32 at 384 dimensions
 # Calls with fewer texts go to ONNX Runtime when the encoder has it (single queries: 2.2 ms
 # against 7 ms on torch); bigger batches go to torch, faster there from about 16 texts
 # (benchmarks/README.md, "Encoder backends").
@@ -162,7 +163,8 @@ class Encoder:
         self._dimension = dimension
         self._cache_path = cache
         self._cache: EmbeddingCache | None = None
-        self._known: dict[bytes, np.ndarray] = {}
+        self._known: dict[bytes, tuple[int, int]] = {}  # a text's key: (which remembered array, its row there)
+        self._remembered: list = []
         self._model = None
         self._onnx = None
         self._load_lock = threading.Lock()
@@ -218,9 +220,14 @@ class Encoder:
     def _export_path(self) -> Path:
         return onnx_runner.export_path(default_cache_path().parent, self.fingerprint)
 
-    def remember(self, texts: list[str], vectors: np.ndarray) -> None:
-        """Vectors already known for these texts (an index being updated): never encoded again."""
-        self._known.update(zip((EmbeddingCache.key(t) for t in texts), np.asarray(vectors, dtype=np.float32)))
+    def remember(self, texts: list[str], vectors) -> None:
+        """Vectors already known for these texts (an index being updated): never encoded again.
+        `vectors` (one row per text) is kept as given and read by rows when asked: an index's
+        mapped vectors, or a compressed index's codes (index/vectors.py, QuantizedVectors), are
+        neither copied nor decoded whole (a 1M update held a decoded copy of every row, 2.2 GB)."""
+        source = len(self._remembered)
+        self._remembered.append(vectors)
+        self._known.update((EmbeddingCache.key(t), (source, row)) for row, t in enumerate(texts))
 
     def embed(self, texts: list[str], encode: Encode | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per text: the one batch function.
@@ -233,18 +240,42 @@ class Encoder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         keys = [EmbeddingCache.key(t) for t in texts]
-        found = {k: self._known[k] for k in keys if k in self._known}
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        unknown = self._fill_remembered(keys, out)
+        found: dict[bytes, np.ndarray] = {}
         cache = self._open_cache()
         if cache is not None:
-            found.update(cache.get([k for k in keys if k not in found]))
-        missing = list({k: t for k, t in zip(keys, texts) if k not in found}.items())
+            found.update(cache.get([keys[at] for at in unknown]))
+        missing = list({keys[at]: texts[at] for at in unknown if keys[at] not in found}.items())
         with tqdm(total=len(missing), unit="text", desc="embedding", disable=not self.progress or not missing) as bar:
             for positions, vectors in (encode or self._chunks)([t for _, t in missing], bar) if missing else ():
                 chunk = [missing[i][0] for i in positions]
                 if cache is not None:
                     cache.put(chunk, vectors)
                 found.update(zip(chunk, vectors))
-        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+        for at in unknown:
+            out[at] = found[keys[at]]
+        return out
+
+    def _fill_remembered(self, keys: list[bytes], out: np.ndarray) -> list[int]:
+        """Write the remembered vectors of these keys into their rows of `out`, reading each
+        remembered array REMEMBERED_ROWS rows at a time (a compressed one decodes no more at
+        once); the positions of the keys not remembered."""
+        asked: dict[int, tuple[list[int], list[int]]] = {}
+        unknown = []
+        for at, key in enumerate(keys):
+            held = self._known.get(key)
+            if held is None:
+                unknown.append(at)
+            else:
+                positions, rows = asked.setdefault(held[0], ([], []))
+                positions.append(at)
+                rows.append(held[1])
+        for source, (positions, rows) in asked.items():
+            positions, rows = np.asarray(positions), np.asarray(rows)
+            for start in range(0, len(rows), REMEMBERED_ROWS):
+                out[positions[start : start + REMEMBERED_ROWS]] = self._remembered[source][rows[start : start + REMEMBERED_ROWS]]
+        return unknown
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Run the model on these texts, whatever the cache or remembered vectors hold (checks)."""

@@ -167,9 +167,9 @@ class Segment:
         return DocumentStore(generation / STORE)
 
     @staticmethod
-    def load_vectors(generation: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(question vectors, reply-passage vectors), every row (updates reuse them; those of a
-        compressed index come back decoded, and are quantised again), from the files mapped: the
-        graphs are not read for them, an update that grows them reads them once (vectors.grow)."""
-        return tuple(np.asarray(vectors.stored(vectors.load(generation / index, mapped=True)))
-                     for index in (QUESTION_FAISS, REPLY_FAISS))
+    def load_vectors(generation: Path) -> tuple[np.ndarray | vectors.QuantizedVectors, np.ndarray | vectors.QuantizedVectors]:
+        """(question vectors, reply-passage vectors), every row, as vectors.stored gives them
+        (updates reuse them): read by rows from the files mapped, those of a compressed index
+        decoded as they are read (and quantised again). The graphs are not read for them; an
+        update that grows them reads them once (vectors.grow)."""
+        return tuple(vectors.stored(vectors.load(generation / index, mapped=True)) for index in (QUESTION_FAISS, REPLY_FAISS))

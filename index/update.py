@@ -99,8 +99,13 @@ class Change:
         # vectors from them beside the old ones would answer wrongly, so refuse.
         self.manifest.check_model(encoder.name, encoder.model_path)
         config = replace(config, recorded_fingerprint=self.manifest.model_fingerprint)
+        self._remember_vectors(encoder, config)
+        return write_generation(self.after, self.directory, config, encoder)
+
+    def _remember_vectors(self, encoder: Encoder, config: BuildConfig) -> None:
+        """Hand the current generation's vectors to the encoder under the texts they were made
+        from. Those texts are not kept beyond it (half a GB at 1M consultations)."""
         texts = embedded_texts(self.before, config.passage_words, config.max_passages)
         question_vectors, reply_vectors = Segment.load_vectors(self.generation)
         encoder.remember(texts.questions, question_vectors)
         encoder.remember(texts.flat_passages, reply_vectors)
-        return write_generation(self.after, self.directory, config, encoder)

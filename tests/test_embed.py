@@ -59,6 +59,26 @@ def test_batches_run_on_onnx_until_torch_is_loaded(fp32_encoder, onnx_encoder):
     assert bf16._model is not None
 
 
+def test_remembered_vectors_are_read_by_the_rows_asked(monkeypatch):
+    """An update remembers the index's vectors as stored, 8-bit codes included: embed() decodes
+    the rows it is asked for, REMEMBERED_ROWS at a time, never the whole array, and encodes nothing."""
+    from index import vectors
+
+    rng = np.random.default_rng(0)
+    units = rng.normal(size=(300, 384)).astype(np.float32)
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    held = vectors.stored(vectors.build(units, vectors.COMPRESSED))
+    monkeypatch.setattr(vectors.QuantizedVectors, "__array__", lambda *_: pytest.fail("decoded whole"))
+    monkeypatch.setattr(embed, "REMEMBERED_ROWS", 64)
+    remembering = Encoder(dimension=384, precision="fp32")
+    monkeypatch.setattr(remembering, "_encode", lambda texts, bar=None: pytest.fail(f"encoded: {texts}"))
+    texts = [f"text {i}" for i in range(300)]
+    remembering.remember(texts, held)
+    got = remembering.embed(texts[:99:-1] + ["text 5"])
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, held[np.r_[np.arange(299, 99, -1), 5]])
+
+
 def test_auto_precision_follows_the_cpu(monkeypatch):
     monkeypatch.setattr(embed, "native_bf16", lambda: True)
     assert embed.resolve_precision("auto") == "bf16" and embed.resolve_precision("fp32") == "fp32"
