@@ -35,8 +35,8 @@ BATCH_CHARS = 16_384
 CACHE_CHUNK = 4096  # texts encoded between two cache writes
 REMEMBERED_ROWS = 65_536  # remembered vectors read at once (Encoder._fill_remembered): 96 MB of float32 at 384 dimensions
 # Calls with fewer texts go to ONNX Runtime when the encoder has it (single queries: 2.2 ms
-# against 7 ms on torch); bigger batches go to torch, faster there from about 16 texts
-# (benchmarks/README.md, "Encoder backends").
+# against 7 ms on torch); bigger batches go to a loaded torch, faster from about 16 texts on the
+# Intel machine with AMX in bf16 (benchmarks/README.md, "Batches of queries run torch").
 ONNX_BELOW = 16
 # ...and, in fp32, calls of fewer than this while torch is not loaded: importing torch and
 # sentence-transformers and loading the model take 4-8 s, in which ONNX Runtime encodes about a
