@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
-from hypothesis import given
+from bm25s.scoring import _build_idf_array, _build_scores_and_indices_for_matrix, _calculate_doc_freqs, _select_idf_scorer
+from hypothesis import given, settings
 from hypothesis import strategies as st
 import scipy.sparse as sp
 from rank_bm25 import BM25Okapi
 
-from index.bm25 import CollectionStats, FieldBM25, Scores
+from index.bm25 import B, K1, CollectionStats, FieldBM25, Scores, _TokenIds, score_matrix
 from index.readers import read_sources
 from index.sparse import columns_end_to_end
 from index.text import tokenize
@@ -87,6 +88,29 @@ def test_a_shard_built_with_collection_stats_scores_as_the_whole_collection(tmp_
             np.testing.assert_allclose(shard.scores(tokens), expected[i::3], rtol=1e-5, atol=1e-6)
     # without the collection's statistics a shard scores differently
     assert not np.allclose(local.scores(tokenize(QUERIES[0])), whole.scores(tokenize(QUERIES[0]))[0::3], rtol=1e-3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["pain", "knee", "neck", "rash", "tremor", "sleep", "b", "twitch"]), max_size=12),
+                min_size=1, max_size=30).filter(any))
+def test_the_score_matrix_is_bm25s_loops_bits(corpus):
+    """score_matrix computes every document at once what bm25s computes a document at a time:
+    the same float32 bits, the same sparse layout; and the statistics from the term pairs are
+    CollectionStats.of's."""
+    documents = _TokenIds.of(corpus)
+    stats = documents.stats()
+    assert stats == CollectionStats.of(corpus)
+    idf = _build_idf_array({i: stats.document_frequency[t] for t, i in documents.vocab.items()}, stats.documents,
+                           _select_idf_scorer("robertson"), "float32")
+    ids = [[documents.vocab[t] for t in tokens] for tokens in corpus]
+    frequency = _calculate_doc_freqs(ids, list(documents.vocab.values()), show_progress=False)
+    scores, rows, columns = _build_scores_and_indices_for_matrix(ids, idf, stats.average_length, frequency, K1, B, None, None,
+                                                                 method="robertson", show_progress=False)
+    expected = sp.csc_matrix((scores, (rows, columns)), shape=(len(corpus), len(idf)), dtype=np.float32)
+    got = score_matrix(documents, idf, stats.average_length, K1, B)
+    for name in ("data", "indices", "indptr"):
+        assert getattr(got, name).dtype == getattr(expected, name).dtype
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
 
 
 def test_text_is_nfkc_normalised_before_tokenising():
