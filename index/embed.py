@@ -34,17 +34,15 @@ BATCH_SIZE = 64  # texts per batch at most
 BATCH_CHARS = 16_384
 CACHE_CHUNK = 4096  # texts encoded between two cache writes
 REMEMBERED_ROWS = 65_536  # remembered vectors read at once (Encoder._fill_remembered): 96 MB of float32 at 384 dimensions
-# Calls with fewer texts go to ONNX Runtime when the encoder has it (single queries: 2.2 ms
-# against 7 ms on torch); bigger batches go to a loaded torch, faster from about 16 texts on the
-# Intel machine with AMX in bf16 (benchmarks/README.md, "Batches of queries run torch").
+# In bf16, calls with fewer texts go to ONNX Runtime (fp32) when the encoder has it (single
+# queries: 2.2 ms against 7 ms on torch), bigger batches to torch, 2.3x faster there on the
+# Intel machine with AMX (benchmarks/README.md, "Batches of queries run torch"). In fp32 every
+# call goes to ONNX Runtime: fp32 torch was no faster on any machine we measured, batches
+# included (AMD EPYC with AVX-512: 1,000 questions 148-169 texts/s against 117-138, 1,000 reply
+# passages 45-47 against 38, 64 queries in 0.20 s against 0.32; with AVX2 only 96.6 against 87.5
+# texts/s), and importing torch and loading the model take 4-8 s: a server's batch request and
+# an update's new texts then never load it.
 ONNX_BELOW = 16
-# ...and, in fp32, calls of fewer than this while torch is not loaded: importing torch and
-# sentence-transformers and loading the model take 4-8 s, in which ONNX Runtime encodes about a
-# thousand texts (5 ms a text, 2 cores), and fp32 torch is no faster once loaded (AMD EPYC with
-# AVX-512: 64 queries in 0.20 s against 0.32, an update's 114 new texts in 0.6 s against 1.3;
-# with AVX2 only 96.6 against 87.5 texts/s). A server's batch request (up to 64 queries) and an
-# update's few new texts then never load torch. bf16 batches still do: 2.3x faster on AMX.
-ONNX_COLD_BELOW = 512
 ONNX_BATCH = 8  # texts an ONNX call encodes at most, in length order (64 queries: 0.20 s, 0.25 s in one call)
 
 SAMPLED_BLOCKS, BLOCK_BYTES = 64, 4096  # read from each weights file by model_fingerprint
@@ -135,9 +133,9 @@ class Encoder:
     """A sentence-transformers model loaded once; `embed` turns texts into unit vectors.
 
     `model` is None or DEFAULT_MODEL for the bundled MiniLM, else a model directory.
-    `backend` "onnx" adds ONNX Runtime (index/onnx_runner.py) for calls of fewer than
-    ONNX_BELOW texts, the fast choice for single queries, or in fp32 of fewer than
-    ONNX_COLD_BELOW while torch is not loaded; models it cannot export stay on torch.
+    `backend` "onnx" adds ONNX Runtime (index/onnx_runner.py), the fast choice for single
+    queries, for every call in fp32 and for calls of fewer than ONNX_BELOW texts in bf16;
+    models it cannot export stay on torch.
     `precision` is torch's: "bf16" runs the model under bfloat16 autocast, "auto" picks it where
     the CPU has bf16 hardware. Given the `dimension` (an update knows it from the index), the
     model is loaded only when a text must really be encoded: texts found in the cache or passed
@@ -306,11 +304,11 @@ class Encoder:
         """Run the model: ONNX Runtime for a few texts, else torch in length-sorted batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        cold = self._model is None and self.precision == "fp32"
-        if self._onnx is not None and len(texts) < (ONNX_COLD_BELOW if cold else ONNX_BELOW):
+        onnx = self.precision == "fp32" or len(texts) < ONNX_BELOW
+        if self._onnx is not None and onnx:
             return self._onnx_encode(texts, bar)
         model = self.model
-        if self._onnx is not None and len(texts) < ONNX_BELOW:  # exported as the model loaded
+        if self._onnx is not None and onnx:  # exported as the model loaded
             return self._onnx_encode(texts, bar)
         import torch
 

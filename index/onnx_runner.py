@@ -2,10 +2,9 @@
 
 For one short query on 2 cores ONNX Runtime takes 2.2-2.9 ms where sentence-transformers on
 torch takes 7-8.7 ms, with the same vectors (cosine 1.0000, benchmarks/results/speed/speed.md).
-Batches of 16 texts or more go to torch once it is loaded, and in bf16 (2.3x faster on AMX);
-in fp32, calls of fewer than ONNX_COLD_BELOW texts run here while torch is not loaded
-(index/embed.py: loading it costs seconds, and fp32 torch was no faster on the machines we
-measured). The export is made once per model, from the loaded model, into the cache directory
+In fp32 every call runs here, batches included: fp32 torch was no faster on the machines we
+measured (index/embed.py). In bf16 batches of 16 texts or more go to torch (2.3x faster on
+AMX). The export is made once per model, from the loaded model, into the cache directory
 (written to a temporary file and renamed, so readers never see half a file). Only the common
 architecture is exported: transformer, mean pooling, optional normalisation; anything else
 stays on torch.
