@@ -52,17 +52,19 @@ def write_store(path: Path, consultations: list[Consultation]) -> None:
     np.save(path.with_name(IDS), ids, allow_pickle=False)
     np.save(path.with_name(SORTED_IDS), ids[order], allow_pickle=False)
     np.save(path.with_name(SORTED_ROWS), order.astype(np.int64), allow_pickle=False)
-    np.save(path.with_name(QUESTION_HASHES), np.array([question_hash(c.question) for c in consultations], dtype=np.int64),
-            allow_pickle=False)
-    FilterColumns.encode([c.department for c in consultations], [c.doctor for c in consultations],
-                         [iso_date(c.ask_date) for c in consultations],
-                         [source_file(c.source) for c in consultations]).write(path.with_name(FILTERS))
+    # each made once, for the columns beside the store and for its rows
+    hashes = [question_hash(c.question) for c in consultations]
+    dates = [iso_date(c.ask_date) for c in consultations]
+    sources = [source_file(c.source) for c in consultations]
+    np.save(path.with_name(QUESTION_HASHES), np.array(hashes, dtype=np.int64), allow_pickle=False)
+    FilterColumns.encode([c.department for c in consultations], [c.doctor for c in consultations], dates,
+                         sources).write(path.with_name(FILTERS))
     with sqlite3.connect(path) as db:
         db.execute(SCHEMA)
         db.executemany(
             "INSERT INTO consultations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                (row, c.id, c.department, c.doctor, iso_date(c.ask_date), source_file(c.source), question_hash(c.question),
+                (row, c.id, c.department, c.doctor, dates[row], sources[row], hashes[row],
                  json.dumps(c.to_dict(), ensure_ascii=False), Snippet.of(c).to_json())
                 for row, c in enumerate(consultations)
             ),
