@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from itertools import chain
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 
 import bm25s
@@ -141,9 +141,9 @@ def score_matrix(documents: _TokenIds, idf: np.ndarray, average_length: float, k
     """bm25s's robertson score of every (document, term) pair, documents x terms, with the bits
     its per-document loop gives (`_build_scores_and_indices_for_matrix`), in whole-array steps:
     idf * tf / (k1 * ((1 - b) + b * length / average) + tf), the length part in float64 (Python
-    floats there) rounded to float32 where it meets the float32 term frequencies. At MedQuAD's
-    47k consultations 2.3 s of the two fields' build became 0.4 (the loop counted each document's
-    terms with a Counter); the same matrices, tested."""
+    floats there) rounded to float32 where it meets the float32 term frequencies. MedQuAD's two
+    fields now build in 1.05 s instead of 2.76 (the loop counted each document's terms with a
+    Counter); the same matrices, tested."""
     n_docs, n_terms = len(documents.lengths), len(idf)
     rows, columns, counts = documents.pairs
     length_part = (k1 * ((1 - b) + b * documents.lengths / average_length)).astype(np.float32)

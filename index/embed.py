@@ -301,7 +301,7 @@ class Encoder:
         return self._cache
 
     def _encode(self, texts: list[str], bar: tqdm | None = None) -> np.ndarray:
-        """Run the model: ONNX Runtime for a few texts, else torch in length-sorted batches."""
+        """Run the model: ONNX Runtime in fp32 or for a few texts, else torch in length-sorted batches."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         onnx = self.precision == "fp32" or len(texts) < ONNX_BELOW

@@ -50,10 +50,10 @@ def update_index(
 
 
 def update_encoder(config: BuildConfig, dimension: int) -> Encoder:
-    """The encoder of an update, which embeds only the texts the index has no vector for, most
-    often a few: where its vectors are fp32 they run on ONNX Runtime, as queries do (same vectors
-    within 1e-5, tests/test_embed.py), not on a torch loaded for them (4-8 s; index/embed.py,
-    ONNX_BELOW). bf16 vectors come from torch alone."""
+    """The encoder of an update, which embeds only the texts the index has no vector for: where
+    its vectors are fp32 they run on ONNX Runtime, as queries do (same vectors within 1e-5,
+    tests/test_embed.py), and torch is never loaded for them (4-8 s; index/embed.py). bf16
+    vectors come from torch alone."""
     backend = "onnx" if resolve_precision(config.precision) == "fp32" else "torch"
     return Encoder(config.model, config.batch_size, config.progress, config.cache, backend=backend, dimension=dimension,
                    precision=config.precision)
