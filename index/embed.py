@@ -165,14 +165,11 @@ class Encoder:
         self._remembered: list = []
         self._model = None
         self._onnx = None
+        self._export_opened = backend != "onnx"  # whether an export made before was looked for
         self._load_lock = threading.Lock()
         self._torch_lock = threading.Lock()
-        if backend == "onnx":  # an export made before: queries need neither torch nor the model
-            self._onnx = onnx_runner.OnnxRunner.from_directory(self.model_path, self._export_path(), threads())
-            if self._onnx is not None and self._dimension is None:
-                self._dimension = self._onnx.dimension
-            if self._onnx is not None and self._onnx.dimension not in (None, self._dimension):
-                raise IndexFormatError(f"model {self.name} gives {self._onnx.dimension}-dimensional vectors, expected {self._dimension}")
+        if self._dimension is None:  # queries: the export tells it, without torch or the model
+            self._export_runner()
         if self._dimension is None:
             self._load()
 
@@ -191,9 +188,23 @@ class Encoder:
     @property
     def backend(self) -> str:
         """The backend of short calls: "onnx" only where the model could be exported."""
-        if self._onnx is None:
+        if self._export_runner() is None:
             self._load()
         return "onnx" if self._onnx is not None else "torch"
+
+    def _export_runner(self) -> onnx_runner.OnnxRunner | None:
+        """ONNX Runtime over the export made before, opened when first needed (a session takes
+        about 0.3 s and 170 MB: an update with nothing new to embed opens none); None without one."""
+        with self._load_lock:
+            if not self._export_opened and self._onnx is None:  # (_load may have made one from the model)
+                runner = onnx_runner.OnnxRunner.from_directory(self.model_path, self._export_path(), threads())
+                if runner is not None and None not in (runner.dimension, self._dimension) and runner.dimension != self._dimension:
+                    raise IndexFormatError(f"model {self.name} gives {runner.dimension}-dimensional vectors, expected {self._dimension}")
+                if runner is not None and self._dimension is None:
+                    self._dimension = runner.dimension
+                self._onnx = runner
+            self._export_opened = True
+        return self._onnx
 
     def _load(self) -> None:
         with self._load_lock:
@@ -305,7 +316,7 @@ class Encoder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         onnx = self.precision == "fp32" or len(texts) < ONNX_BELOW
-        if self._onnx is not None and onnx:
+        if onnx and self._export_runner() is not None:
             return self._onnx_encode(texts, bar)
         model = self.model
         if self._onnx is not None and onnx:  # exported as the model loaded

@@ -92,7 +92,8 @@ def test_updates_equal_a_fresh_build_and_embed_only_what_changed(tmp_path, encod
 
 def test_an_update_embeds_its_new_texts_without_loading_torch(tmp_path, encoder):
     """Where the index's vectors are fp32, an update's new texts run on ONNX Runtime, as queries
-    do: `simqa add` of a consultation does not import torch (4-8 s) for two texts."""
+    do: `simqa add` of a consultation does not import torch (4-8 s) for two texts, and an update
+    that embeds nothing opens no ONNX Runtime session either."""
     build_index(read_sources([SEEDS]).consultations, tmp_path / "idx", config(), encoder=encoder)
     assert Encoder(backend="onnx").backend == "onnx"  # the export, made once per model and machine
     script = ("import sys, json; from index import BuildConfig, update_index; from index.consultation import Consultation; "
@@ -103,6 +104,13 @@ def test_an_update_embeds_its_new_texts_without_loading_torch(tmp_path, encoder)
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == ["10", "False", "False"]
     assert Searcher.open(tmp_path / "idx").search("knee hurts on stairs", k=1)[0].id == "knee"
+    # nothing new to embed (a delete): not even an ONNX Runtime session is opened (0.3 s, 170 MB)
+    script = ("import sys; from index import BuildConfig, update_index; "
+              "m = update_index(sys.argv[1], deletes=['knee'], config=BuildConfig(progress=False, vector_index='flat', precision='fp32')); "
+              "print(m.counts['consultations'], 'onnxruntime' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "idx")], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["9", "False", "False"]
 
 
 def test_updates_keep_the_vector_index_kind_chosen_at_build(tmp_path, encoder):
