@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 
 from index import generations, segment, topics, vector_files, vectors
 from index.bm25 import B, K1, METHOD, CollectionStats
@@ -105,8 +106,11 @@ def build_index(
         raise
 
 
-def write_generation(consultations: list[Consultation], target: Path, config: BuildConfig, encoder: Encoder | None) -> Manifest:
-    """The build itself, for callers holding the writer lock: workspace, files, manifest, publish."""
+def write_generation(consultations: list[Consultation], target: Path, config: BuildConfig, encoder: Encoder | None,
+                     kept: tuple[np.ndarray, np.ndarray] | None = None) -> Manifest:
+    """The build itself, for callers holding the writer lock: workspace, files, manifest, publish.
+    `kept`: (rows, their rows in the current generation) of consultations it holds unchanged (an
+    update's), whose stored rows are copied (index/segment.py)."""
     stages = _Stages(config.progress)
     stages.start("load_model", "preparing the encoder (the model loads only if texts need embedding)")
     if encoder is None:
@@ -122,7 +126,7 @@ def write_generation(consultations: list[Consultation], target: Path, config: Bu
         return current
     base = generations.current(target) if current is not None else None  # its vector indexes may grow (index/vectors.py, grow)
     with generations.writing(target) as work:
-        manifest = _write(consultations, work, config, encoder, stages, base)
+        manifest = _write(consultations, work, config, encoder, stages, base, kept)
         if listed is not None:
             stages.start("topics", f"storing {len(listed[0])} Related FAQ topics")
             manifest.parameters["topics"] = write_topics(work, *listed, encoder)
@@ -195,7 +199,7 @@ def _content_digest(consultations: list[Consultation], config: BuildConfig, mode
 
 
 def _write(consultations: list[Consultation], work: Path, config: BuildConfig, encoder: Encoder, stages: "_Stages",
-           base: Path | None) -> Manifest:
+           base: Path | None, kept: tuple[np.ndarray, np.ndarray] | None) -> Manifest:
     texts = embedded_texts(consultations, config.passage_words, config.max_passages)
     stages.start("embed_questions", "embedding questions")
     question_vectors = encoder.embed(texts.questions)
@@ -204,7 +208,7 @@ def _write(consultations: list[Consultation], work: Path, config: BuildConfig, e
     shard = config.shard
     written = segment.write(work, consultations, texts, question_vectors, reply_vectors, config.vector_index, threads(),
                             config.progress, stages.start, None if shard is None else shard.stats,
-                            None if shard is None else shard.vectors, base)
+                            None if shard is None else shard.vectors, base, kept)
     manifest = Manifest(
         model=encoder.name,
         model_fingerprint=config.recorded_fingerprint or encoder.fingerprint,

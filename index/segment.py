@@ -33,7 +33,7 @@ from index.bm25 import CollectionStats, FieldBM25
 from index.consultation import Consultation
 from index.errors import IndexFormatError
 from index.passages import passages
-from index.store import DocumentStore, write_store
+from index.store import DocumentStore, Kept, write_store
 from index.text import tokenize
 
 STORE = "consultations.sqlite"
@@ -95,6 +95,7 @@ def write(
     stats: dict[str, CollectionStats] | None = None,
     collection_vectors: dict[str, int] | None = None,
     base: Path | None = None,
+    kept: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Write every file of a generation but the manifest into `directory`; returns what the
     manifest records of it (BM25 vocabulary sizes, the vector indexes' kinds and parameters).
@@ -104,9 +105,10 @@ def write(
     would get, so a sharded index searches as the single one (flat per shard costs as much as
     flat over all, in total). `base`: the generation this one follows, whose vector indexes grow
     by the rows appended since when they hold exactly the rows before (index/vectors.py, grow);
-    the manifest then says how many were appended."""
+    the manifest then says how many were appended. `kept`: (rows, their rows in `base`) of
+    consultations `base` holds unchanged, whose stored rows are copied from its store."""
     stage("store", f"storing {len(consultations)} consultations")
-    write_store(directory / STORE, consultations)
+    write_store(directory / STORE, consultations, None if kept is None or base is None else Kept(base / STORE, *kept))
     stage("bm25", "indexing BM25 (title + question, reply + more info)")
     tokens = field_tokens(consultations)
     stats = stats or {}

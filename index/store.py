@@ -15,6 +15,7 @@ import json
 import hashlib
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,10 @@ SORTED_ROWS = "ids_sorted_rows.npy"  # ...and the row of each
 QUESTION_HASHES = "question_hashes.npy"
 
 
-def write_store(path: Path, consultations: list[Consultation]) -> None:
-    """Write a new store file holding the consultations in the given order, and its columns."""
+def write_store(path: Path, consultations: list[Consultation], kept: Kept | None = None) -> None:
+    """Write a new store file holding the consultations in the given order, and its columns.
+    `kept`: rows another store holds exactly (an update's unchanged consultations), copied from
+    it as stored by SQLite, not encoded again (their JSON and snippet)."""
     ids = np.array([c.id for c in consultations])
     order = np.argsort(ids, kind="stable")
     np.save(path.with_name(IDS), ids, allow_pickle=False)
@@ -59,17 +62,42 @@ def write_store(path: Path, consultations: list[Consultation]) -> None:
     np.save(path.with_name(QUESTION_HASHES), np.array(hashes, dtype=np.int64), allow_pickle=False)
     FilterColumns.encode([c.department for c in consultations], [c.doctor for c in consultations], dates,
                          sources).write(path.with_name(FILTERS))
-    with sqlite3.connect(path) as db:
+    written = range(len(consultations))
+    with sqlite3.connect(path.resolve().as_uri(), uri=True) as db:
         db.execute(SCHEMA)
+        if kept is not None and len(kept.rows):
+            kept.copy(db)
+            written = np.setdiff1d(np.arange(len(consultations)), kept.rows).tolist()
         db.executemany(
             "INSERT INTO consultations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (row, c.id, c.department, c.doctor, dates[row], sources[row], hashes[row],
                  json.dumps(c.to_dict(), ensure_ascii=False), Snippet.of(c).to_json())
-                for row, c in enumerate(consultations)
+                for row, c in ((row, consultations[row]) for row in written)
             ),
         )
     db.close()
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Rows of a new store that another store (`source`, a generation's, immutable) holds exactly:
+    row `rows[i]` is its row `source_rows[i]`. At 1M consultations making each row's JSON and
+    snippet again took most of an update's store stage."""
+
+    source: Path
+    rows: np.ndarray
+    source_rows: np.ndarray
+
+    def copy(self, db: sqlite3.Connection) -> None:
+        """Insert the kept rows, renumbered, into `db`'s table, in one statement SQLite runs."""
+        db.execute("ATTACH DATABASE ? AS source", (f"{self.source.resolve().as_uri()}?mode=ro&immutable=1",))
+        db.execute("CREATE TEMP TABLE kept (row INTEGER PRIMARY KEY, source_row INTEGER NOT NULL)")
+        db.executemany("INSERT INTO kept VALUES (?, ?)", zip(self.rows.tolist(), self.source_rows.tolist()))
+        db.execute("INSERT INTO consultations SELECT kept.row, c.id, c.department, c.doctor, c.ask_date, c.source_file, "
+                   "c.question_hash, c.data, c.snippet FROM kept JOIN source.consultations AS c ON c.row = kept.source_row")
+        db.commit()
+        db.execute("DETACH DATABASE source")
 
 
 def source_file(source: str) -> str:

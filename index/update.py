@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from index import generations
 from index.build import BuildConfig, write_generation
 from index.consultation import Consultation
@@ -100,7 +102,15 @@ class Change:
         self.manifest.check_model(encoder.name, encoder.model_path)
         config = replace(config, recorded_fingerprint=self.manifest.model_fingerprint)
         self._remember_vectors(encoder, config)
-        return write_generation(self.after, self.directory, config, encoder)
+        return write_generation(self.after, self.directory, config, encoder, self._kept())
+
+    def _kept(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, their rows in the current generation) of the consultations it holds unchanged:
+        the new store copies their stored rows (index/store.py, Kept)."""
+        held = {c.id: row for row, c in enumerate(self.before)}
+        pairs = [(row, held[c.id]) for row, c in enumerate(self.after) if c.id in held and self.before[held[c.id]] == c]
+        rows, source_rows = zip(*pairs) if pairs else ((), ())
+        return np.array(rows, dtype=np.int64), np.array(source_rows, dtype=np.int64)
 
     def _remember_vectors(self, encoder: Encoder, config: BuildConfig) -> None:
         """Hand the current generation's vectors to the encoder under the texts they were made

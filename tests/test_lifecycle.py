@@ -397,3 +397,26 @@ def test_an_index_whose_path_holds_uri_characters_opens_and_answers(tmp_path, en
     searcher = Searcher.open(directory, encoder=encoder)
     assert searcher.get(SEED_000).id == SEED_000
     assert searcher.search("neck muscles twitch", k=1, mode="bm25")[0].id
+
+
+def test_an_update_copies_the_unchanged_rows_and_stores_what_a_fresh_build_stores(tmp_path, encoder):
+    """An update copies its unchanged consultations' stored rows from the current generation
+    (index/store.py, Kept) and writes the rest: row for row, the store a fresh build of the same
+    consultations writes, after appends, a replacement, an identical upsert and a delete."""
+    import sqlite3
+
+    seeds = read_sources([SEEDS]).consultations
+    build_index(seeds, tmp_path / "live", config(), encoder=encoder)
+    others = [c for c in seeds if c.id != SEED_003]
+    changed = replace(others[1], reply="Rest and fluids; see a doctor if it lasts a week.")
+    update_index(tmp_path / "live", upserts=EXTRA[:2] + [changed, others[3]], deletes=[SEED_003], config=config())
+    final = [changed if c.id == changed.id else c for c in others] + EXTRA[:2]
+    build_index(final, tmp_path / "fresh", config(), encoder=encoder)
+
+    def rows(directory):
+        path = generations.current(directory) / "consultations.sqlite"
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT * FROM consultations ORDER BY row").fetchall()
+
+    assert rows(tmp_path / "live") == rows(tmp_path / "fresh") and len(rows(tmp_path / "live")) == len(final)
+    assert Searcher.open(tmp_path / "live").ids() == [c.id for c in final]
