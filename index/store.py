@@ -68,12 +68,13 @@ def write_store(path: Path, consultations: list[Consultation], kept: Kept | None
         if kept is not None and len(kept.rows):
             kept.copy(db)
             written = np.setdiff1d(np.arange(len(consultations)), kept.rows).tolist()
+        rows = ((row, consultations[row]) for row in written)
         db.executemany(
             "INSERT INTO consultations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (row, c.id, c.department, c.doctor, dates[row], sources[row], hashes[row],
                  json.dumps(c.to_dict(), ensure_ascii=False), Snippet.of(c).to_json())
-                for row, c in ((row, consultations[row]) for row in written)
+                for row, c in rows
             ),
         )
     db.close()
