@@ -6,8 +6,8 @@ whose vector the current generation holds (question texts, reply passages) reuse
 new or changed texts are embedded, and the model is loaded only if there are any; the stored
 rows of unchanged consultations are copied from the current store (index/store.py, Kept). The
 result is the index a full build of the same consultations, in the same order, would give, but
-for the links of HNSW graphs: when every row before stays in place with its vectors (an update that
-only appends, or changes what is not embedded), the graphs grow by the new rows
+for the links of HNSW graphs: when every row before stays in place with its vectors (an update
+that only appends, or changes what is not embedded), the graphs grow by the new rows
 (index/vectors.py, grow) instead of being built anew, as a build inserts rows one by one too;
 the manifest says how many were appended. A sharded index routes each change to its shard
 (index/sharded.py).
