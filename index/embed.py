@@ -195,6 +195,8 @@ class Encoder:
     def _export_runner(self) -> onnx_runner.OnnxRunner | None:
         """ONNX Runtime over the export made before, opened when first needed (a session takes
         about 0.3 s and 170 MB: an update with nothing new to embed opens none); None without one."""
+        if self._export_opened:  # looked for already: no lock taken on a query's path
+            return self._onnx
         with self._load_lock:
             if not self._export_opened and self._onnx is None:  # (_load may have made one from the model)
                 runner = onnx_runner.OnnxRunner.from_directory(self.model_path, self._export_path(), threads())
@@ -296,12 +298,16 @@ class Encoder:
             yield range(start, end), self._encode(texts[start:end], bar)
 
     def _onnx_encode(self, texts: list[str], bar: tqdm | None) -> np.ndarray:
-        """ONNX Runtime's vectors, ONNX_BATCH texts a call in length order (a call pads to its longest)."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), ONNX_BATCH):
-            batch = order[start : start + ONNX_BATCH]
-            vectors[batch] = self._onnx.encode([texts[i] for i in batch])
+        """ONNX Runtime's vectors, ONNX_BATCH texts a call in length order (a call pads to its
+        longest); a query's few texts in one call, as they come."""
+        if len(texts) <= ONNX_BATCH:
+            vectors = self._onnx.encode(texts)
+        else:
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+            for start in range(0, len(order), ONNX_BATCH):
+                batch = order[start : start + ONNX_BATCH]
+                vectors[batch] = self._onnx.encode([texts[i] for i in batch])
         if bar is not None:
             bar.update(len(texts))
         return vectors
